@@ -1,0 +1,294 @@
+"""Calibration: reliability bins, ECE / MCE, Brier score, NLL and a temperature fit.
+
+Top-label confidence c_i and correctness a_i = [predicted_i == label_i]. With B equal-width bins,
+item i falls in bin ``min(max(ceil(c_i B) - 1, 0), B - 1)`` (bins are (lower, upper], the first
+also holds 0); ``strategy="quantile"`` uses equal-mass bins whose edges are quantiles of c.
+
+    ECE = sum_b (n_b / N) |acc_b - conf_b| = sum_b |correct_sum_b - conf_sum_b| / N
+    MCE = max over non-empty bins of |acc_b - conf_b|
+
+so both are exact functions of per-bin (count, confidence sum, correct sum): the monitoring store
+merges those sums across batches and recomputes the same figures. Sample weights, when given,
+weight every sum (counts stay item counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from xentcore._kernels import chunk_rows, rowsum64
+from xentcore.errors import InputError
+from xentcore.score import ScoreResult, score_batch
+from xentcore.types import FlagRules
+from xentcore.validate import Batch, check_batch
+
+__all__ = [
+    "BinStats",
+    "CalibrationResult",
+    "bin_stats",
+    "calibration",
+    "calibration_error",
+    "optimal_temperature",
+]
+
+F64 = npt.NDArray[np.float64]
+Bool = npt.NDArray[np.bool_]
+
+#: Temperatures are searched in [1 / BETA_MAX, 1 / BETA_MIN].
+BETA_MIN, BETA_MAX = 1e-3, 1e3
+_NO_FLAGS = FlagRules(min_confidence=None)
+
+
+@dataclass(frozen=True)
+class BinStats:
+    """Per-bin sums: item count, weight, confidence sum and correct sum; bin edges (B + 1)."""
+
+    edges: F64
+    count: npt.NDArray[np.int64]
+    weight: F64
+    confidence_sum: F64
+    correct_sum: F64
+
+    def rows(self) -> list[dict[str, float | int | None]]:
+        """The bins as the contract's ``bins`` objects (nulls for empty bins)."""
+        out: list[dict[str, float | int | None]] = []
+        for b in range(self.count.shape[0]):
+            w = float(self.weight[b])
+            out.append({
+                "lower": float(self.edges[b]), "upper": float(self.edges[b + 1]),
+                "count": int(self.count[b]),
+                "mean_confidence": float(self.confidence_sum[b]) / w if w > 0 else None,
+                "accuracy": float(self.correct_sum[b]) / w if w > 0 else None,
+            })
+        return out
+
+
+def _uniform_index(conf: F64, n_bins: int) -> npt.NDArray[np.intp]:
+    return np.clip(np.ceil(conf * n_bins).astype(np.intp) - 1, 0, n_bins - 1)
+
+
+def bin_stats(confidence: F64, correct: Bool, *, n_bins: int = 15, strategy: str = "uniform",
+              weights: F64 | None = None) -> BinStats:
+    """Reliability-bin sums of top-label confidences and their correctness."""
+    if strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+        idx = _uniform_index(confidence, n_bins)
+    else:
+        edges = np.quantile(confidence, np.linspace(0.0, 1.0, n_bins + 1)) if confidence.size \
+            else np.linspace(0.0, 1.0, n_bins + 1)
+        idx = np.searchsorted(edges[1:-1], confidence, side="left")
+    w = np.ones_like(confidence) if weights is None else weights
+    return BinStats(
+        edges=edges,
+        count=np.bincount(idx, minlength=n_bins).astype(np.int64),
+        weight=np.bincount(idx, weights=w, minlength=n_bins),
+        confidence_sum=np.bincount(idx, weights=w * confidence, minlength=n_bins),
+        correct_sum=np.bincount(idx, weights=w * correct, minlength=n_bins),
+    )
+
+
+def calibration_error(stats: BinStats) -> tuple[float | None, float | None]:
+    """(ECE, MCE) from bin sums; (None, None) when the bins are empty."""
+    total = float(stats.weight.sum())
+    if total <= 0:
+        return None, None
+    gap = np.abs(stats.correct_sum - stats.confidence_sum)
+    nonempty = stats.weight > 0
+    ece = float(gap.sum() / total)
+    mce = float((gap[nonempty] / stats.weight[nonempty]).max())
+    return ece, mce
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """What ``calibration`` returns; ``temperature``, ``nll_after``, ``ece_after`` need a fit."""
+
+    ece: float | None
+    mce: float | None
+    brier: float | None
+    nll: float | None
+    bins: list[dict[str, float | int | None]]
+    n_scored: int
+    temperature: float | None = None
+    nll_after: float | None = None
+    ece_after: float | None = None
+
+
+def _scored_weights(r: ScoreResult, b: Batch) -> tuple[Bool, F64]:
+    keep = np.ones(b.n_items, dtype=bool) if r.scored is None else r.scored
+    s = b.options.sample_weights
+    return keep, (np.ones(b.n_items) if s is None else s)
+
+
+def _brier(b: Batch, r: ScoreResult) -> float | None:
+    """mean_i sum_k (p_ik - y_ik)^2 (binary: mean (p - y)^2), sample-weighted, scored items."""
+    assert b.labels is not None
+    keep, s = _scored_weights(r, b)
+    if b.task == "binary":
+        from xentcore.binary import entries  # local: only calibration needs p here
+
+        p = entries(b.x, b.input_type, b.options.clip_eps).p
+        assert b.labels.target is not None
+        per_item = (p - b.labels.target) ** 2
+    else:
+        per_item = np.empty(b.n_items)
+        for sl in chunk_rows(b.n_items, b.n_classes):
+            p = _probabilities(b.x[sl].astype(np.float64), b.input_type)
+            if b.labels.index is not None:
+                p[np.arange(p.shape[0]), b.labels.index[sl]] -= 1.0
+            else:
+                assert b.labels.target is not None
+                p -= b.labels.target[sl]
+            per_item[sl] = rowsum64(p * p)
+    weight = float(s[keep].sum())
+    return float(np.dot(s[keep], per_item[keep]) / weight) if weight > 0 else None
+
+
+def _probabilities(x: F64, input_type: str) -> F64:
+    if input_type == "probabilities":
+        return x.copy()
+    if input_type == "log_probabilities":
+        return np.exp(x)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def _as_logits(b: Batch) -> F64:
+    """The input as multiclass logits (binary as [0, z]); probabilities via their clipped log."""
+    eps = b.options.clip_eps
+    x = b.x.astype(np.float64)
+    if b.task == "binary":
+        if b.input_type == "logits":
+            z = x
+        elif b.input_type == "probabilities":
+            p = np.clip(x, eps, 1 - eps)
+            z = np.log(p) - np.log1p(-p)
+        else:
+            z = np.clip(x, np.log(eps), np.log1p(-eps))
+            z = z - np.log(-np.expm1(z))
+        return np.stack([np.zeros_like(z), z], axis=1)
+    if b.input_type == "probabilities":
+        return np.log(np.clip(x, eps, 1 - eps))
+    return x
+
+
+def _nll_derivatives(z: F64, q_index: npt.NDArray[np.int64] | None, q: F64 | None, s: F64,
+                     beta: float) -> tuple[float, float]:
+    """First and second derivative in beta of the weighted mean NLL of softmax(beta z)."""
+    g = h = 0.0
+    for sl in chunk_rows(z.shape[0], z.shape[1]):
+        zc = z[sl]
+        a = beta * zc
+        a -= a.max(axis=1, keepdims=True)
+        np.exp(a, out=a)
+        a /= a.sum(axis=1, keepdims=True)
+        ez = np.einsum("ij,ij->i", a, zc)
+        ez2 = np.einsum("ij,ij->i", a, zc * zc)
+        if q_index is not None:
+            qz = zc[np.arange(zc.shape[0]), q_index[sl]]
+        else:
+            assert q is not None
+            qz = np.einsum("ij,ij->i", q[sl], zc)
+        g += float(np.dot(s[sl], ez - qz))
+        h += float(np.dot(s[sl], np.maximum(ez2 - ez * ez, 0.0)))
+    total = float(s.sum())
+    return g / total, h / total
+
+
+def optimal_temperature(z: F64, s: F64, *, index: npt.NDArray[np.int64] | None = None,
+                    target: F64 | None = None, max_iter: int = 100) -> float:
+    """Temperature T > 0 minimising the weighted mean NLL of softmax(z / T).
+
+    The NLL is convex in beta = 1 / T (its second derivative is a variance), so a Newton
+    iteration safeguarded by a shrinking bracket (geometric bisection when Newton leaves it)
+    converges from any start. Returns T in [1e-3, 1e3]; the bound when the optimum lies beyond
+    (for example T -> 0 when every item is classified right with a margin).
+    """
+    lo, hi = BETA_MIN, BETA_MAX
+    g_lo, _ = _nll_derivatives(z, index, target, s, lo)
+    if g_lo >= 0:
+        return 1.0 / lo
+    g_hi, _ = _nll_derivatives(z, index, target, s, hi)
+    if g_hi <= 0:
+        return 1.0 / hi
+    beta = 1.0
+    for _ in range(max_iter):
+        g, h = _nll_derivatives(z, index, target, s, beta)
+        if g == 0:
+            break
+        lo, hi = (beta, hi) if g < 0 else (lo, beta)
+        step = beta - g / h if h > 0 else -1.0
+        beta_next = step if lo < step < hi else float(np.sqrt(lo * hi))
+        if abs(beta_next - beta) <= 1e-12 * beta or hi / lo < 1 + 1e-12:
+            beta = beta_next
+            break
+        beta = beta_next
+    return 1.0 / beta
+
+
+def _ece_of(r: ScoreResult, b: Batch, n_bins: int, strategy: str) -> tuple[BinStats, Bool]:
+    keep, s = _scored_weights(r, b)
+    assert r.top_confidence is not None and r.correct is not None
+    stats = bin_stats(r.top_confidence[keep], r.correct[keep], n_bins=n_bins, strategy=strategy,
+                      weights=s[keep] if b.options.sample_weights is not None else None)
+    return stats, keep
+
+
+def calibration(predictions: Any, labels: Any, *, n_bins: int = 15, strategy: str = "uniform",
+                fit_temperature: bool = False, **options: Any) -> CalibrationResult:
+    """Calibration figures of a labelled binary or multiclass batch.
+
+    Takes the input options of :func:`xentcore.score` (``task``, ``input_type``,
+    ``class_weights``, ...). ``nll`` is ``score(...).loss_mean`` with those options; ``brier`` is
+    ``mean_i sum_k (p_ik - y_ik)^2`` (binary: ``mean (p - y)^2``, soft targets as given). With
+    ``fit_temperature``, ``temperature`` minimises the plain NLL of softmax(z / T) (binary:
+    sigmoid(z / T)); ``nll_after`` and ``ece_after`` re-score z / T as logits with the same options.
+    Probabilities are fitted through their clipped logs.
+
+    >>> import xentcore as xc
+    >>> c = xc.calibration([0.9, 0.8, 0.3, 0.6], [1, 1, 0, 0], n_bins=5)
+    >>> round(c.ece, 4), round(c.brier, 4), [b["count"] for b in c.bins]
+    (0.3, 0.125, [0, 0, 1, 2, 1])
+    """
+    if labels is None:
+        raise InputError(("labels",), "calibration needs labels")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or not \
+            1 <= n_bins <= 10_000:
+        raise InputError(("n_bins",), f"expected an integer in [1, 10000], got {n_bins!r}")
+    if strategy not in ("uniform", "quantile"):
+        raise InputError(("strategy",), f"{strategy!r} is not one of uniform, quantile",
+                         kind="enum")
+    b = check_batch(predictions, labels, **options)
+    if b.task == "multilabel":
+        raise InputError(("task",), "calibration is for binary and multiclass tasks")
+    r = score_batch(b, _NO_FLAGS)
+    stats, keep = _ece_of(r, b, n_bins, strategy)
+    ece, mce = calibration_error(stats)
+    result = CalibrationResult(ece, mce, _brier(b, r), r.loss_mean, stats.rows(),
+                               int(np.count_nonzero(keep)))
+    if not fit_temperature or not keep.any():
+        return result
+    assert b.labels is not None
+    z = _as_logits(b)
+    _, s = _scored_weights(r, b)
+    index, target = b.labels.index, b.labels.target
+    if b.task == "binary":
+        assert target is not None
+        index, target = None, np.stack([1.0 - target, target], axis=1)
+    kept = np.flatnonzero(keep)
+    t = optimal_temperature(z[kept], s[kept], index=None if index is None else index[kept],
+                           target=None if target is None else target[kept])
+    scaled = replace(b, x=np.ascontiguousarray(_scaled(b, z, t)), input_type="logits")
+    r_after = score_batch(scaled, _NO_FLAGS)
+    ece_after, _ = calibration_error(_ece_of(r_after, scaled, n_bins, strategy)[0])
+    return replace(result, temperature=t, nll_after=r_after.loss_mean, ece_after=ece_after)
+
+
+def _scaled(b: Batch, z: F64, t: float) -> F64:
+    return z[:, 1] / t if b.task == "binary" else z / t
+

@@ -1,0 +1,203 @@
+"""Multiclass rows in one sweep: per-item loss, confidence, top-label confidence and prediction.
+
+One pass over cache-sized row chunks computes everything ``score`` needs from an (N, K) array, so
+the log-softmax is never materialised at full size. Two kernels:
+
+* ``_logits_sparse``: logits with integer (or no) labels and no focal term, the common case and the
+  hot path. With m = max_k z_k, s = sum_k exp(z_k - m) and delta = s - 1 (the sum without the
+  argmax term, which is exactly 1), the log-partition is m + log1p(delta): the loss of a confident,
+  correct item keeps its digits instead of rounding to 0, and |z| up to 1e300 stays finite.
+* ``_general``: every other case (probabilities, log-probabilities, target distributions, focal
+  loss), with explicit log p and p per chunk in float64.
+
+Loss (the contract's section 2), with q' = (1 - e) q + e / K, w the class weights and f_k the focal
+factor (1 - p_k)^gamma (1 when gamma = 0):  loss_i = -alpha sum_k w_k q'_k f_k log p_k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from xentcore._kernels import CHUNK_ELEMENTS, chunk_rows, rowsum64
+from xentcore.types import ConfidenceMethod
+
+__all__ = ["RowStats", "sweep"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.floating[Any]]
+
+
+@dataclass
+class RowStats:
+    """Per-item results of a sweep (float64 / int64 arrays of length N)."""
+
+    predicted: I64
+    confidence: F64
+    top_confidence: F64
+    loss: F64 | None
+    n_clipped: int
+
+
+def _alloc(n: int, need: bool) -> F64 | None:
+    return np.empty(n, dtype=np.float64) if need else None
+
+
+def _confidence_from_delta(method: ConfidenceMethod, delta: F64, second: F64 | None,
+                           entropy_dot: F64 | None, log_k: float) -> F64:
+    """Confidence of logits rows from delta = s - 1 (s the shifted partition sum)."""
+    top = 1.0 / (1.0 + delta)
+    if method == "margin":
+        assert second is not None
+        return top * (1.0 - np.exp(second))
+    if method == "entropy":
+        assert entropy_dot is not None
+        entropy = np.log1p(delta) - entropy_dot * top  # H = log s - sum_k p_k (z_k - m)
+        return 1.0 - entropy / log_k
+    return top
+
+
+def _logits_sparse(z_all: FloatArray, labels: I64 | None, method: ConfidenceMethod,
+                   weights: F64 | None, smoothing: float) -> RowStats:
+    """Logits with class-index (or no) labels, gamma = 0: the fast path."""
+    n, k = z_all.shape
+    dtype = z_all.dtype
+    out = RowStats(np.empty(n, np.int64), np.empty(n), np.empty(n), _alloc(n, labels is not None), 0)
+    rows_max = max(1, CHUNK_ELEMENTS // k)
+    buf = np.empty(min(n, rows_max) * k, dtype=dtype)
+    ebuf = np.empty_like(buf) if method == "entropy" else None
+    smooth_w = None
+    if labels is not None and smoothing > 0:
+        w = np.ones(k) if weights is None else weights
+        smooth_w = (w * (smoothing / k)).astype(dtype)
+        smooth_total = float(w.sum()) * smoothing / k
+    log_k = float(np.log(k))
+    for sl in chunk_rows(n, k):
+        z = z_all[sl]
+        r = np.arange(z.shape[0])
+        am = z.argmax(axis=1)
+        m = z[r, am]
+        sh = np.subtract(z, m[:, None], out=buf[: z.size].reshape(z.shape))
+        tilt = sh @ smooth_w if smooth_w is not None else None  # sum_k (e w_k / K)(z_k - m) <= 0
+        second = None
+        if method == "margin":
+            sh[r, am] = -np.inf
+            second = sh.max(axis=1).astype(np.float64)
+            sh[r, am] = 0
+        e = sh if ebuf is None else ebuf[: z.size].reshape(z.shape)
+        np.exp(sh, out=e)
+        dot = rowsum64(e * sh) if ebuf is not None else None
+        e[r, am] = 0  # the argmax term is exactly exp(0) = 1: sum the rest for log1p
+        delta = rowsum64(e)
+        out.predicted[sl] = am
+        out.top_confidence[sl] = 1.0 / (1.0 + delta)
+        if method != "true_class":
+            out.confidence[sl] = _confidence_from_delta(method, delta, second, dot, log_k)
+        if labels is None:
+            continue
+        assert out.loss is not None
+        y = labels[sl]
+        log_s = np.log1p(delta)
+        # m - z_y in float64: exact for float32 input, and no overflow for |z| near 1e300
+        nll = (m.astype(np.float64) - z[r, y]) + log_s
+        if method == "true_class":
+            out.confidence[sl] = np.exp(-nll)
+        if weights is not None:
+            nll *= weights[y]
+        if tilt is not None:
+            nll *= 1.0 - smoothing
+            nll += smooth_total * log_s - tilt
+        out.loss[sl] = nll
+    return out
+
+
+def _log_p(x: F64, input_type: str, eps: float) -> tuple[F64, F64, int]:
+    """(log p, p used for confidence, number of values clipped) for one float64 chunk."""
+    if input_type == "logits":
+        m = x.max(axis=1, keepdims=True)
+        log_p = x - m
+        p = np.exp(log_p)
+        s = p.sum(axis=1, keepdims=True)
+        log_p -= np.log(s)
+        p /= s
+        return log_p, p, 0
+    if input_type == "probabilities":
+        clipped = np.clip(x, eps, 1.0 - eps)
+        n_clipped = int(np.count_nonzero(clipped != x))
+        return np.log(clipped), x, n_clipped
+    lo, hi = np.log(eps), np.log1p(-eps)
+    clipped = np.clip(x, lo, hi)
+    return clipped, np.exp(x), int(np.count_nonzero(clipped != x))
+
+
+def _confidence_from_p(method: ConfidenceMethod, p: F64, log_p: F64, pred: I64,
+                       log_k: float) -> F64:
+    r = np.arange(p.shape[0])
+    if method == "margin":
+        top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+        return np.abs(top2[:, 1] - top2[:, 0])
+    if method == "entropy":
+        entropy = -np.einsum("ij,ij->i", p, log_p)
+        return np.clip(1.0 - entropy / log_k, 0.0, 1.0)
+    return p[r, pred]
+
+
+def _general(x_all: FloatArray, input_type: str, eps: float, method: ConfidenceMethod,
+             index: I64 | None, target: F64 | None, weights: F64 | None, smoothing: float,
+             gamma: float, alpha: float | None) -> RowStats:
+    """Every case but the fast path; explicit float64 log p per chunk."""
+    n, k = x_all.shape
+    has_loss = index is not None or target is not None
+    out = RowStats(np.empty(n, np.int64), np.empty(n), np.empty(n), _alloc(n, has_loss), 0)
+    w = np.ones(k) if weights is None else weights
+    log_k = float(np.log(k))
+    for sl in chunk_rows(n, k):
+        x = x_all[sl].astype(np.float64, copy=False)
+        r = np.arange(x.shape[0])
+        log_p, p, n_clipped = _log_p(x, input_type, eps)
+        pred = x.argmax(axis=1)
+        out.predicted[sl] = pred
+        out.top_confidence[sl] = p[r, pred]
+        if method != "true_class":
+            out.confidence[sl] = _confidence_from_p(method, p, log_p, pred, log_k)
+        if not has_loss:
+            continue
+        assert out.loss is not None
+        out.n_clipped += n_clipped
+        if index is not None:
+            q = np.zeros_like(x)
+            q[r, index[sl]] = 1.0
+            true_p = p[r, index[sl]]
+        else:
+            assert target is not None
+            q = target[sl]
+            true_p = p[r, pred if method != "true_class" else q.argmax(axis=1)]
+        if method == "true_class":
+            out.confidence[sl] = true_p
+        coef = q * (1.0 - smoothing) + smoothing / k if smoothing > 0 else q.copy()
+        coef *= w
+        if gamma > 0:
+            coef *= (-np.expm1(log_p)) ** gamma  # (1 - p_k)^gamma with p_k as used in the loss
+        loss = -np.einsum("ij,ij->i", coef, log_p)
+        if alpha is not None:
+            loss *= alpha
+        out.loss[sl] = loss
+    return out
+
+
+def sweep(x: FloatArray, input_type: str, *, eps: float, method: ConfidenceMethod,
+          index: I64 | None = None, target: F64 | None = None, weights: F64 | None = None,
+          smoothing: float = 0.0, gamma: float = 0.0, alpha: float | None = None) -> RowStats:
+    """Per-item loss, confidence, top-label confidence and argmax of multiclass rows.
+
+    ``index``: class indices (ignored items given any valid index; the caller masks them);
+    ``target``: (N, K) target distributions; both None: no loss. ``n_clipped`` counts the input
+    values clipped to [eps, 1 - eps] (or their logs) on the way to a loss.
+    """
+    if input_type == "logits" and target is None and gamma == 0 and alpha is None:
+        return _logits_sparse(x, index, method, weights, smoothing)
+    return _general(x, input_type, eps, method, index, target, weights, smoothing, gamma, alpha)

@@ -1,0 +1,234 @@
+"""``score``: loss, confidence, predictions and flags of a batch, composed from the kernels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from xentcore import binary, multiclass
+from xentcore.errors import InputError
+from xentcore.flags import FlagMasks, apply_rules, reason_lists
+from xentcore.types import FlagRules
+from xentcore.validate import DEFAULT_EPS, Batch, check_batch, check_flag_rules
+
+__all__ = ["ScoreResult", "score", "score_batch"]
+
+F64 = npt.NDArray[np.float64]
+Bool = npt.NDArray[np.bool_]
+
+
+@dataclass
+class ScoreResult:
+    """What ``score`` returns. Arrays have one entry per item (N).
+
+    ``item_loss`` is NaN where an item has no loss (ignored); ``confidence`` is NaN only for
+    ``true_class`` on ignored items. ``loss_mean`` / ``loss_sum`` / ``accuracy`` are None without
+    labels; ``loss_mean`` is also None when no scored item carries weight. ``predicted_index`` is
+    the raw prediction (int64 class, or an (N, K) boolean matrix for multilabel); ``predicted``
+    renders it as the contract does (class names when given; lists for multilabel).
+    ``top_confidence`` is the top-label confidence used by calibration (None for multilabel).
+    ``true_class`` is the single true class per item (-1 where ignored; multilabel: (N, K) bool).
+    """
+
+    task: str
+    input_type: str
+    n_items: int
+    n_classes: int
+    class_names: tuple[str, ...] | None
+    confidence_method: str
+    confidence: F64
+    top_confidence: F64 | None
+    predicted_index: npt.NDArray[Any]
+    masks: FlagMasks
+    rules: FlagRules
+    item_loss: F64 | None = None
+    loss_sum: float | None = None
+    loss_mean: float | None = None
+    weight_sum: float | None = None
+    n_scored: int | None = None
+    true_class: npt.NDArray[Any] | None = None
+    correct: Bool | None = None
+    scored: Bool | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> Bool:
+        """Whether each item is flagged by any rule."""
+        return self.masks.flagged
+
+    @cached_property
+    def flagged_indices(self) -> npt.NDArray[np.intp]:
+        """Indices of the flagged items, ascending."""
+        return np.flatnonzero(self.masks.flagged)
+
+    @cached_property
+    def reasons(self) -> list[list[str]]:
+        """The reasons each item is flagged for (built on first access)."""
+        return reason_lists(self.masks)
+
+    @cached_property
+    def predicted(self) -> npt.NDArray[Any] | list[list[Any]]:
+        """Predicted class per item: index or name; for multilabel a list per item."""
+        pred = self.predicted_index
+        if self.task == "multilabel":
+            rows, cols = np.nonzero(pred)
+            split = np.searchsorted(rows, np.arange(1, self.n_items))
+            names = self.class_names
+            return [[names[c] for c in part] if names else part.tolist()
+                    for part in np.split(cols, split)]
+        if self.class_names is not None:
+            return np.asarray(self.class_names, dtype=object)[pred]
+        return pred
+
+    @property
+    def confidence_mean(self) -> float | None:
+        """Plain mean of the confidences that exist (None if none do)."""
+        ok = ~np.isnan(self.confidence)
+        return float(self.confidence[ok].mean()) if ok.any() else None
+
+    @property
+    def n_correct(self) -> int | None:
+        """Scored items whose prediction equals the true class."""
+        if self.correct is None:
+            return None
+        ok = self.correct if self.scored is None else self.correct & self.scored
+        return int(np.count_nonzero(ok))
+
+    @property
+    def accuracy(self) -> float | None:
+        """Fraction of scored items predicted right (None without labels or scored items)."""
+        n_correct = self.n_correct
+        if n_correct is None or not self.n_scored:
+            return None
+        return n_correct / self.n_scored
+
+
+def _reduce(item_loss: F64, scored: Bool | None, sample_weights: F64 | None,
+            denominators: F64 | None) -> tuple[float, float | None, float]:
+    """(sum, mean, weight sum) of the contract's section 2 over scored items."""
+    s = np.ones_like(item_loss) if sample_weights is None else sample_weights
+    v = s if denominators is None else s * denominators
+    if scored is not None:
+        s, v, item_loss = s[scored], v[scored], item_loss[scored]
+    total = float(np.dot(s, item_loss)) if sample_weights is not None else float(item_loss.sum())
+    weight = float(v.sum())
+    return total, (total / weight if weight > 0 else None), weight
+
+
+def _binary_like(b: Batch) -> tuple[F64 | None, F64, F64 | None, npt.NDArray[Any], int]:
+    """Item loss, confidence, top confidence, predictions and clip count of binary/multilabel."""
+    o = b.options
+    e = binary.entries(b.x, b.input_type, o.clip_eps)
+    truth = b.labels.true_class if b.labels is not None else None
+    conf = binary.entry_confidence(e, o.confidence, truth)
+    pred = e.p >= o.decision_threshold
+    loss = None
+    if b.labels is not None:
+        assert b.labels.target is not None
+        loss = binary.entry_loss(e, b.labels.target, pos_weight=o.pos_weight,
+                                 smoothing=o.label_smoothing, gamma=o.focal_gamma,
+                                 alpha=o.focal_alpha)
+    if b.task == "binary":
+        top = np.maximum(e.p, 1.0 - e.p)
+        return loss, conf, top, pred.astype(np.int64), e.n_clipped
+    return (None if loss is None else loss.mean(axis=1)), conf.min(axis=1), None, pred, e.n_clipped
+
+
+def _clip_warning(b: Batch, n_clipped: int) -> list[str]:
+    if not n_clipped:
+        return []
+    what = "log-probabilities" if b.input_type == "log_probabilities" else "probabilities"
+    bounds = "[log(eps), log(1-eps)]" if b.input_type == "log_probabilities" else "[eps, 1-eps]"
+    return [f"{n_clipped} {what} clipped to {bounds} (eps = {b.options.clip_eps:.6g})"]
+
+
+def score_batch(b: Batch, rules: FlagRules) -> ScoreResult:
+    """Score a checked batch (see :func:`score`)."""
+    o, lab = b.options, b.labels
+    if lab is None and (rules.max_loss is not None or rules.misclassified):
+        name = "max_loss" if rules.max_loss is not None else "misclassified"
+        raise InputError(("flag", name), "this rule needs labels")
+    if b.task == "multiclass":
+        st = multiclass.sweep(
+            b.x, b.input_type, eps=o.clip_eps, method=o.confidence,
+            index=lab.index if lab is not None else None,
+            target=lab.target if lab is not None else None, weights=o.class_weights,
+            smoothing=o.label_smoothing, gamma=o.focal_gamma, alpha=o.focal_alpha)
+        loss, conf, top, pred, n_clipped = (st.loss, st.confidence, st.top_confidence,
+                                            st.predicted, st.n_clipped)
+    else:
+        loss, conf, top, pred, n_clipped = _binary_like(b)
+    res = ScoreResult(b.task, b.input_type, b.n_items, b.n_classes, b.class_names, o.confidence,
+                      conf, top, pred, apply_rules(rules, conf, None, None, None), rules,
+                      warnings=[*b.warnings, *_clip_warning(b, n_clipped)])
+    if lab is None or loss is None:
+        return res
+    scored = lab.scored
+    if scored is not None:
+        loss[~scored] = np.nan
+        if o.confidence == "true_class":
+            conf[~scored] = np.nan
+    denominators = None
+    if lab.kind == "sparse" and o.class_weights is not None:
+        assert lab.index is not None
+        denominators = o.class_weights[lab.index]
+    total, mean, weight = _reduce(loss, scored, o.sample_weights, denominators)
+    if b.task == "multilabel":
+        correct = (pred == lab.true_class).all(axis=1)
+    else:
+        correct = pred == lab.true_class
+    n_scored = b.n_items if scored is None else int(np.count_nonzero(scored))
+    if mean is None:
+        res.warnings.append("no scored item carries weight: mean loss is null")
+    res.item_loss, res.loss_sum, res.loss_mean, res.weight_sum = loss, total, mean, weight
+    res.n_scored, res.true_class, res.correct, res.scored = n_scored, lab.true_class, correct, scored
+    res.masks = apply_rules(rules, conf, loss, correct, scored)
+    return res
+
+
+def score(predictions: Any, labels: Any = None, *, task: str | None = None,
+          input_type: str = "probabilities", class_weights: Any = None,
+          sample_weights: Any = None, pos_weight: Any = None, label_smoothing: float = 0.0,
+          ignore_index: int | None = None, focal_gamma: float = 0.0,
+          focal_alpha: float | None = None, confidence: str = "max_probability",
+          flag: Any = None, decision_threshold: float = 0.5, renormalize: bool = False,
+          sum_tolerance: float = 1e-4, clip_eps: float = DEFAULT_EPS,
+          class_names: Any = None) -> ScoreResult:
+    """Cross-entropy loss, confidence, prediction and flags for every item of a batch.
+
+    Per-item loss (``item_loss``), by task:
+
+    * binary: ``-[pos_weight y' log p + (1 - y') log(1 - p)]`` with ``y' = y(1 - e) + e/2``;
+    * multiclass, class-index labels (torch's ``cross_entropy`` with ``reduction="none"``):
+      ``(1 - e) w_y (-log p_y) + (e / K) sum_k w_k (-log p_k)``;
+    * multiclass, target distributions q: ``-sum_k w_k q'_k log p_k`` with ``q' = (1 - e) q + e/K``;
+    * multilabel: the mean over classes of the binary loss of each entry;
+    * focal (``focal_gamma`` > 0): binary terms times ``(1 - p_t)^gamma`` (and ``alpha_t``),
+      multiclass terms times ``(1 - p_k)^gamma`` (and ``alpha``), Lin et al. 2017.
+
+    Reduction: ``loss_sum = sum_i s_i loss_i`` and ``loss_mean = loss_sum / sum_i s_i v_i`` over
+    scored items, with s the sample weights and v_i = w_{y_i} for class-index labels with class
+    weights (torch's ``reduction="mean"``), else 1 (scikit-learn's ``log_loss``).
+
+    Probabilities are clipped to [clip_eps, 1 - clip_eps] before logs (a warning says how many);
+    logits are never clipped. Invalid input raises :class:`InputError` naming field and index.
+
+    >>> import xentcore as xc
+    >>> r = xc.score([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]], [0, 2])
+    >>> round(r.loss_mean, 6), r.predicted.tolist(), r.accuracy
+    (1.32963, [0, 1], 0.5)
+    >>> r.flagged.tolist(), r.reasons
+    ([False, False], [[], []])
+    """
+    b = check_batch(predictions, labels, task=task, input_type=input_type,
+                    ignore_index=ignore_index, renormalize=renormalize,
+                    sum_tolerance=sum_tolerance, class_names=class_names,
+                    class_weights=class_weights, sample_weights=sample_weights,
+                    pos_weight=pos_weight, label_smoothing=label_smoothing,
+                    focal_gamma=focal_gamma, focal_alpha=focal_alpha, confidence=confidence,
+                    decision_threshold=decision_threshold, clip_eps=clip_eps)
+    return score_batch(b, check_flag_rules(flag))
