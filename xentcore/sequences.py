@@ -135,7 +135,7 @@ def score_sequences(token_logprobs: Sequence[Any], *, min_confidence: float | No
     >>> s.n_tokens.tolist(), s.perplexity.round(4).tolist(), s.min_token_index.tolist()
     ([3, 1], [2.1526, 1.0513], [2, 0])
     >>> s.reasons
-    [['low_token_probability'], []]
+    [['low_confidence', 'low_token_probability'], []]
     """
     min_conf = _check_rule(min_confidence, "min_confidence")
     min_tok = _check_rule(min_token_probability, "min_token_probability")
