@@ -7,6 +7,9 @@ the log-softmax is never materialised at full size. Two kernels:
   hot path. With m = max_k z_k, s = sum_k exp(z_k - m) and delta = s - 1 (the sum without the
   argmax term, which is exactly 1), the log-partition is m + log1p(delta): the loss of a confident,
   correct item keeps its digits instead of rounding to 0, and |z| up to 1e300 stays finite.
+* ``_gathered``: probabilities or log-probabilities with class-index (or no) labels, no label
+  smoothing, no focal term and a confidence read off one entry: the loss needs only log p_y, so
+  only N values are clipped and logged (one argmax pass over the rows, the rest is O(N)).
 * ``_general``: every other case (probabilities, log-probabilities, target distributions, focal
   loss), with explicit log p and p per chunk in float64.
 
@@ -189,6 +192,33 @@ def _general(x_all: FloatArray, input_type: str, eps: float, method: ConfidenceM
     return out
 
 
+def _gathered(x: FloatArray, input_type: str, eps: float, method: ConfidenceMethod,
+              labels: I64 | None, weights: F64 | None) -> RowStats:
+    """Probabilities / log-probabilities, class-index labels, e = 0, gamma = 0: O(N) logs."""
+    n, k = x.shape
+    flat = x.reshape(-1)
+    base = np.arange(0, n * k, k)  # flat index of each row's first entry: np.take beats x[r, c]
+    pred = x.argmax(axis=1)
+    top = np.take(flat, base + pred).astype(np.float64, copy=False)
+    if input_type == "log_probabilities":
+        top = np.exp(top)
+    out = RowStats(pred.astype(np.int64, copy=False), top, top, None, 0)
+    if labels is None:
+        return out
+    given = np.take(flat, base + labels).astype(np.float64, copy=False)
+    if input_type == "probabilities":
+        used = np.clip(given, eps, 1.0 - eps)
+        nll = -np.log(used)
+    else:
+        used = np.clip(given, np.log(eps), np.log1p(-eps))
+        nll = -used
+    out.n_clipped = int(np.count_nonzero(used != given))
+    if method == "true_class":
+        out.confidence = given if input_type == "probabilities" else np.exp(given)
+    out.loss = nll * weights[labels] if weights is not None else nll
+    return out
+
+
 def sweep(x: FloatArray, input_type: str, *, eps: float, method: ConfidenceMethod,
           index: I64 | None = None, target: F64 | None = None, weights: F64 | None = None,
           smoothing: float = 0.0, gamma: float = 0.0, alpha: float | None = None) -> RowStats:
@@ -198,6 +228,9 @@ def sweep(x: FloatArray, input_type: str, *, eps: float, method: ConfidenceMetho
     ``target``: (N, K) target distributions; both None: no loss. ``n_clipped`` counts the input
     values clipped to [eps, 1 - eps] (or their logs) on the way to a loss.
     """
-    if input_type == "logits" and target is None and gamma == 0 and alpha is None:
-        return _logits_sparse(x, index, method, weights, smoothing)
+    if target is None and gamma == 0 and alpha is None:
+        if input_type == "logits":
+            return _logits_sparse(x, index, method, weights, smoothing)
+        if smoothing == 0 and method in ("max_probability", "true_class"):
+            return _gathered(x, input_type, eps, method, index, weights)
     return _general(x, input_type, eps, method, index, target, weights, smoothing, gamma, alpha)

@@ -151,24 +151,28 @@ def _as_float(value: Any, field: str) -> FloatArray:
     return np.ascontiguousarray(arr)
 
 
-def _check_finite(x: FloatArray, field: str) -> None:
-    """Raise on the first NaN or infinity. Row sums first (one BLAS pass), exact check on misses."""
-    if x.ndim == 2 and x.shape[1] > 1:
+def _check_finite(x: FloatArray, field: str) -> F64 | None:
+    """Raise on the first NaN or infinity; return the float64 row sums of a 2-D array.
+
+    2-D: row sums first (one pass; a NaN or infinity makes its row's sum non-finite), then an
+    exact check of the suspect rows only. The sums are returned for the row-sum rule to reuse.
+    """
+    if x.ndim == 2:
         with np.errstate(over="ignore", invalid="ignore"):  # a huge finite row may overflow its sum
-            suspect = ~np.isfinite(row_sums(x))
-        rows = np.flatnonzero(suspect)
-        for row in rows:  # only rows whose sum is not finite; usually none
+            sums = row_sums(x)
+        for row in np.flatnonzero(~np.isfinite(sums)):  # only rows whose sum is not finite
             bad = ~np.isfinite(x[row])
             if bad.any():
                 col = _first(bad)
                 raise InputError((field, int(row), col), f"{x[row, col]} is not a finite number",
                                  kind="finite_number")
-        return
+        return sums
     bad = ~np.isfinite(x)
     if bad.any():
         flat = _first(bad)
         raise InputError(_loc(field, flat, x.shape), f"{x.ravel()[flat]} is not a finite number",
                          kind="finite_number")
+    return None
 
 
 def _scalar(value: Any, field: str, *, low: float | None = None, high: float | None = None,
@@ -250,10 +254,9 @@ def _check_log_probabilities(x: FloatArray, field: str) -> None:
 
 
 def _normalise_rows(x: FloatArray, input_type: InputType, tol: float, renormalize: bool,
-                    field: str) -> FloatArray:
+                    field: str, sums: F64) -> FloatArray:
     """Check (or with ``renormalize`` restore) multiclass rows: sum p = 1 or logsumexp = 0."""
     if input_type == "probabilities":
-        sums = row_sums(x)
         if renormalize:
             zero = sums <= 0
             if zero.any():
@@ -278,13 +281,14 @@ def _normalise_rows(x: FloatArray, input_type: InputType, tol: float, renormaliz
 def _check_predictions(x: FloatArray, task: Task, input_type: InputType, tol: float,
                        renormalize: bool) -> FloatArray:
     _check_shape(x, task)
-    _check_finite(x, "predictions")
+    sums = _check_finite(x, "predictions")
     if input_type == "probabilities":
         _check_probabilities(x, "predictions")
     elif input_type == "log_probabilities":
         _check_log_probabilities(x, "predictions")
     if task == "multiclass" and input_type != "logits":
-        x = _normalise_rows(x, input_type, tol, renormalize, "predictions")
+        assert sums is not None
+        x = _normalise_rows(x, input_type, tol, renormalize, "predictions", sums)
     elif renormalize and input_type != "logits":
         raise InputError(("renormalize",), "only multiclass probability rows can be renormalized")
     return x

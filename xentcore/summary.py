@@ -1,0 +1,102 @@
+"""Mergeable batch summaries: what the monitoring store keeps, and the figures it recomputes.
+
+A :class:`BatchSummary` holds only sums and counts, so summaries of any set of batches add up
+exactly (``a + b``) and every windowed figure is a ratio of sums:
+
+    loss_mean = sum loss_sum / sum weight_sum          (the weighted mean of section 2)
+    confidence_mean = sum confidence_sum / sum confidence_count
+    flag_rate = sum flagged / sum n_items,   accuracy = sum correct / sum n_scored
+    ece = sum_b |correct_sum_b - confidence_sum_b| / sum_b count_b   (15 uniform bins)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from xentcore.calibration import bin_stats
+from xentcore.score import ScoreResult
+
+__all__ = ["N_BINS", "BatchSummary", "figures", "summarize"]
+
+#: Calibration bins kept per batch (uniform, as /v1/calibration's default).
+N_BINS = 15
+
+
+def _zeros() -> list[float]:
+    return [0.0] * N_BINS
+
+
+@dataclass
+class BatchSummary:
+    """Sums and counts of one batch (or of several, merged with ``+``)."""
+
+    n_items: int = 0
+    n_scored: int = 0
+    loss_sum: float = 0.0
+    weight_sum: float = 0.0
+    confidence_sum: float = 0.0
+    confidence_count: int = 0
+    flagged: int = 0
+    low_confidence: int = 0
+    high_loss: int = 0
+    misclassified: int = 0
+    correct: int = 0
+    bin_count: list[float] = field(default_factory=_zeros)
+    bin_confidence_sum: list[float] = field(default_factory=_zeros)
+    bin_correct_sum: list[float] = field(default_factory=_zeros)
+
+    def __add__(self, other: BatchSummary) -> BatchSummary:
+        out = BatchSummary()
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            setattr(out, f.name, [x + y for x, y in zip(a, b, strict=True)]
+                    if isinstance(a, list) else a + b)
+        return out
+
+
+def summarize(result: ScoreResult) -> BatchSummary:
+    """The summary of one scored batch (bins over scored items' top-label confidence)."""
+    conf = result.confidence[~np.isnan(result.confidence)]
+    counts = result.masks.counts()
+    s = BatchSummary(
+        n_items=result.n_items, confidence_sum=float(conf.sum()),
+        confidence_count=int(conf.size), flagged=int(np.count_nonzero(result.flagged)), **counts,
+    )
+    if result.n_scored is None:
+        return s
+    s.n_scored = result.n_scored
+    s.loss_sum = float(result.loss_sum or 0.0)
+    s.weight_sum = float(result.weight_sum or 0.0)
+    s.correct = int(result.n_correct or 0)
+    if result.top_confidence is not None and result.correct is not None:
+        keep = slice(None) if result.scored is None else result.scored
+        stats = bin_stats(result.top_confidence[keep], result.correct[keep], n_bins=N_BINS)
+        s.bin_count = stats.count.astype(float).tolist()
+        s.bin_confidence_sum = stats.confidence_sum.tolist()
+        s.bin_correct_sum = stats.correct_sum.tolist()
+    return s
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+def figures(s: BatchSummary) -> dict[str, float | int | None]:
+    """The windowed figures of the contract's section 5 from a (merged) summary."""
+    total_binned = float(sum(s.bin_count))
+    gaps = np.abs(np.subtract(s.bin_correct_sum, s.bin_confidence_sum))
+    return {
+        "n_items": s.n_items,
+        "n_scored": s.n_scored,
+        "loss_mean": _ratio(s.loss_sum, s.weight_sum) if s.n_scored else None,
+        "confidence_mean": _ratio(s.confidence_sum, s.confidence_count),
+        "flag_rate": _ratio(s.flagged, s.n_items),
+        "accuracy": _ratio(s.correct, s.n_scored),
+        "ece": _ratio(float(gaps.sum()), total_binned),
+        "flagged": s.flagged,
+        "low_confidence": s.low_confidence,
+        "high_loss": s.high_loss,
+        "misclassified": s.misclassified,
+    }
