@@ -79,7 +79,7 @@ def _observe_all(hist: Any, values: np.ndarray[Any, Any]) -> None:
     prometheus_client has no bulk observe and a call per item costs ~1 us (0.2 s for a 200k
     batch), so this adds per-bucket counts and the sum to the histogram's own value cells
     (``_buckets`` are per-bucket, non-cumulative counts; ``_upper_bounds`` ends with +Inf).
-    tests/service/test_monitoring.py checks it against ``observe``.
+    tests/store/test_stream_metrics.py checks it against ``observe``.
     """
     values = values[~np.isnan(values)]
     if values.size == 0:

@@ -1,0 +1,175 @@
+"""The monitoring store on SQLite (always) and PostgreSQL (when reachable)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+import xentcore as xc
+from service.monitoring import flagged_rows, record_batch
+from service.store.sql import SqlStore, decode_cursor
+from xentcore.summary import BatchSummary, figures, summarize
+
+PG_URL = os.environ.get("XENT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available() -> str | None:
+    try:
+        engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"),
+                                  connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure: no server here
+        return f"no PostgreSQL reachable at {PG_URL} ({type(exc).__name__}); start it or set " \
+               "XENT_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="module")
+def pg_schema_url() -> Iterator[str]:
+    """A private schema in the test database, dropped afterwards."""
+    reason = _pg_available()
+    if reason:
+        pytest.skip(reason)
+    schema = f"xt_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/xent.db"
+    base: str = request.getfixturevalue("pg_schema_url")
+    return base
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[SqlStore]:
+    s = SqlStore.from_url(url)
+    yield s
+    if url.startswith("postgresql"):
+        with s.engine.begin() as conn:
+            for table in ("xent_flagged_items", "xent_batches"):
+                conn.execute(sa.text(f"DELETE FROM {table}"))
+    s.close()
+
+
+def _batch(seed: int, n: int = 40, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, k)) * 2, rng.integers(0, k, n)
+
+
+def test_windowed_figures_equal_scoring_the_concatenation(store: SqlStore) -> None:
+    (z1, y1), (z2, y2) = _batch(1), _batch(2, n=25)
+    flag = {"min_confidence": 0.6, "misclassified": True}
+    for z, y, t in ((z1, y1, 100.0), (z2, y2, 200.0)):
+        r = xc.score(z, y, input_type="logits", flag=flag)
+        assert store.record(stream="s", task="multiclass", summary=summarize(r),
+                            flagged=flagged_rows(r, None), at=t)
+    merged = sum((b.summary for b in store.batches_in("s")), BatchSummary())
+    got = figures(merged)
+    z, y = np.concatenate([z1, z2]), np.concatenate([y1, y2])
+    whole = xc.score(z, y, input_type="logits", flag=flag)
+    cal = xc.calibration(z, y, input_type="logits", n_bins=15)
+    assert got["n_items"] == 65 and got["n_scored"] == 65
+    assert got["loss_mean"] == pytest.approx(whole.loss_mean, rel=1e-12)
+    assert got["accuracy"] == pytest.approx(whole.accuracy, rel=1e-12)
+    assert got["confidence_mean"] == pytest.approx(whole.confidence_mean, rel=1e-12)
+    assert got["flag_rate"] == pytest.approx(whole.flagged.mean(), rel=1e-12)
+    assert got["ece"] == pytest.approx(cal.ece, rel=1e-9)
+    assert [b.time for b in store.batches_in("s", since=150.0)] == [200.0]
+    assert [b.time for b in store.batches_in("s", until=150.0)] == [100.0]
+
+
+def test_idempotency_key_counts_a_retry_once(store: SqlStore) -> None:
+    z, y = _batch(3)
+    r = xc.score(z, y, input_type="logits")
+    assert store.record(stream="s", task="multiclass", summary=summarize(r), flagged=[],
+                        idempotency_key="abc") is True
+    assert store.record(stream="s", task="multiclass", summary=summarize(r), flagged=[],
+                        idempotency_key="abc") is False
+    assert store.record(stream="t", task="multiclass", summary=summarize(r), flagged=[],
+                        idempotency_key="abc") is True  # keys are per stream
+    assert len(store.batches_in("s")) == 1
+    assert {name for name, _, _ in store.stream_names()} == {"s", "t"}
+
+
+def test_flagged_items_newest_first_with_cursor(store: SqlStore) -> None:
+    probs = np.array([[0.9, 0.1], [0.55, 0.45], [0.4, 0.6], [0.5, 0.5]])
+    r = xc.score(probs, ["a", "b", "b", "a"], class_names=["a", "b"],
+                 flag={"min_confidence": 0.7, "misclassified": True})
+    ids = ["i0", 11, "i2", "i3"]
+    assert record_batch(store, stream="f", task="multiclass", result=r, ids=ids)
+    page1, cursor = store.flagged("f", limit=2)
+    assert [item["index"] for item in page1] == [3, 2]
+    assert page1[0]["id"] == "i3" and page1[1]["id"] == "i2"
+    assert page1[1]["predicted"] == "b" and page1[1]["label"] == "b"
+    assert page1[1]["reasons"] == ["low_confidence"]
+    assert cursor is not None and decode_cursor(cursor) > 0
+    page2, cursor2 = store.flagged("f", limit=2, cursor=decode_cursor(cursor))
+    assert [item["index"] for item in page2] == [1]
+    assert page2[0]["id"] == 11  # an integer id stays an integer
+    assert page2[0]["reasons"] == ["low_confidence", "misclassified"]
+    assert cursor2 is None
+
+
+def test_store_failure_is_reported_not_raised(tmp_path: Path) -> None:
+    s = SqlStore.from_url(f"sqlite:///{tmp_path}/x.db")
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE xent_flagged_items"))
+        conn.execute(sa.text("DROP TABLE xent_batches"))
+    r = xc.score([0.2, 0.9], [0, 1])
+    assert record_batch(s, stream="s", task="binary", result=r) is False
+    assert record_batch(None, stream="s", task="binary", result=r) is False
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    SqlStore.from_url(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO xent_schema_version VALUES (99)"))
+    engine.dispose()
+    with pytest.raises(RuntimeError, match="newer"):
+        SqlStore.from_url(url)
+
+
+def _writer(url: str, worker: int, n: int) -> None:
+    store = SqlStore.from_url(url)
+    r = xc.score(np.array([0.2, 0.9, 0.6]), np.array([0, 1, 0]), flag={"misclassified": True})
+    for i in range(n):
+        assert record_batch(store, stream="c", task="binary", result=r, ids=[1, 2, 3],
+                            idempotency_key=f"{worker}-{i}")
+    store.close()
+
+
+def test_concurrent_writer_processes_lose_nothing(url: str, store: SqlStore) -> None:
+    workers, per_worker = 4, 30
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(url, w, per_worker)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    rows = store.batches_in("c")
+    assert len(rows) == workers * per_worker
+    total = figures(sum((b.summary for b in rows), BatchSummary()))
+    assert total["n_items"] == 3 * workers * per_worker
+    items, _ = store.flagged("c", limit=1000)
+    assert len(items) == 1 * workers * per_worker  # item 2 (0.6 vs label 0) misclassified
