@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from xentcore.calibration import bin_stats
+from xentcore.calibration import BinStats, bin_stats
 from xentcore.score import ScoreResult
 
-__all__ = ["N_BINS", "BatchSummary", "figures", "summarize"]
+__all__ = ["N_BINS", "BatchSummary", "figures", "reliability", "summarize"]
 
 #: Calibration bins kept per batch (uniform, as /v1/calibration's default).
 N_BINS = 15
@@ -100,3 +100,13 @@ def figures(s: BatchSummary) -> dict[str, float | int | None]:
         "high_loss": s.high_loss,
         "misclassified": s.misclassified,
     }
+
+
+def reliability(s: BatchSummary) -> list[dict[str, float | int | None]]:
+    """The merged reliability bins: [{lower, upper, count, mean_confidence, accuracy}]."""
+    count = np.asarray(s.bin_count)
+    stats = BinStats(edges=np.linspace(0.0, 1.0, N_BINS + 1), count=count.astype(np.int64),
+                     weight=count.astype(np.float64),
+                     confidence_sum=np.asarray(s.bin_confidence_sum, dtype=np.float64),
+                     correct_sum=np.asarray(s.bin_correct_sum, dtype=np.float64))
+    return stats.rows()

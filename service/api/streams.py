@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from service.store import Store
 from service.store.sql import decode_cursor
-from xentcore.summary import BatchSummary, figures
+from xentcore.summary import BatchSummary, figures, reliability
 
 __all__ = ["parse_bucket", "parse_time", "router"]
 
@@ -98,6 +98,8 @@ def stream_summary(request: Request, stream: StreamName, since: Since = None,
                        examples=["5m"])] = None) -> dict[str, Any]:
     """Figures recomputed exactly from the recorded sums of every batch in [since, until).
 
+    ``total`` also carries ``reliability``, the window's 15 uniform calibration bins
+    (``lower``, ``upper``, ``count``, ``mean_confidence``, ``accuracy``; nulls when empty).
     Buckets are aligned to multiples of their width since the Unix epoch (UTC) and only
     buckets holding at least one batch are listed, oldest first. Without ``bucket`` there is
     one bucket spanning the window (from ``since``, or the first batch, to ``until``, or now).
@@ -124,7 +126,7 @@ def stream_summary(request: Request, stream: StreamName, since: Since = None,
             raise _query_error("bucket", f"more than {MAX_BUCKETS} buckets: widen the bucket")
         buckets = [_bucket_row(k * width, (k + 1) * width, s) for k, s in sorted(groups.items())]
     return {"stream": stream, "since": None if t0 is None else iso(t0), "until": iso(end),
-            "total": figures(total), "buckets": buckets}
+            "total": {**figures(total), "reliability": reliability(total)}, "buckets": buckets}
 
 
 @router.get("/{stream}/flagged", summary="Flagged items of a stream, newest first",
