@@ -35,9 +35,8 @@ def rowsum64(a: FloatArray) -> F64:
     float64 input: numpy's pairwise sum. float32 input with many columns: a float64 dot with a
     ones vector after an in-cache cast is faster than a dtype-converting reduce.
     """
-    if a.dtype == np.float64:
-        return np.add.reduce(a, axis=1)
-    return np.add.reduce(a, axis=1, dtype=np.float64)
+    out: F64 = np.add.reduce(a, axis=1, dtype=np.float64)
+    return out
 
 
 def row_sums(x: FloatArray) -> F64:

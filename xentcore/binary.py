@@ -43,22 +43,30 @@ def _expit(z: F64) -> F64:
 
 def entries(x: FloatArray, input_type: str, eps: float) -> Entries:
     """Log-probabilities of both outcomes of each entry, from any input form."""
-    x = x.astype(np.float64, copy=False)
+    x64: F64 = x.astype(np.float64, copy=False)
+    x = x64
     if input_type == "logits":
-        return Entries(-np.logaddexp(0.0, -x), -np.logaddexp(0.0, x), _expit(x), 0)
+        return Entries(-np.logaddexp(0.0, -x64), -np.logaddexp(0.0, x64), _expit(x64), 0)
     if input_type == "probabilities":
         p, q = np.clip(x, eps, 1 - eps), np.clip(1.0 - x, eps, 1 - eps)
         n_clipped = int(np.count_nonzero((x < eps) | (x > 1 - eps)))
-        return Entries(np.log(p), np.log(q), x, n_clipped)
+        return Entries(np.log(p), np.log(q), x64, n_clipped)
     lo, hi = np.log(eps), np.log1p(-eps)
-    log_p = np.clip(x, lo, hi)
+    log_p: F64 = np.clip(x64, lo, hi)
     log_q = np.log(np.clip(-np.expm1(x), eps, 1 - eps))  # log(1 - p), precise near p = 0
     n_clipped = int(np.count_nonzero((x < lo) | (x > hi)))
     return Entries(log_p, log_q, np.exp(x), n_clipped)
 
 
-def entry_loss(e: Entries, y: F64, *, pos_weight: F64 | float | None, smoothing: float,
-               gamma: float, alpha: float | None) -> F64:
+def entry_loss(
+    e: Entries,
+    y: F64,
+    *,
+    pos_weight: F64 | float | None,
+    smoothing: float,
+    gamma: float,
+    alpha: float | None,
+) -> F64:
     """Per-entry binary cross-entropy (optionally focal), same shape as ``y``."""
     y_s = y * (1.0 - smoothing) + smoothing / 2 if smoothing > 0 else y
     pos = y_s * e.log_p

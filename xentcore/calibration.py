@@ -58,12 +58,15 @@ class BinStats:
         out: list[dict[str, float | int | None]] = []
         for b in range(self.count.shape[0]):
             w = float(self.weight[b])
-            out.append({
-                "lower": float(self.edges[b]), "upper": float(self.edges[b + 1]),
-                "count": int(self.count[b]),
-                "mean_confidence": float(self.confidence_sum[b]) / w if w > 0 else None,
-                "accuracy": float(self.correct_sum[b]) / w if w > 0 else None,
-            })
+            out.append(
+                {
+                    "lower": float(self.edges[b]),
+                    "upper": float(self.edges[b + 1]),
+                    "count": int(self.count[b]),
+                    "mean_confidence": float(self.confidence_sum[b]) / w if w > 0 else None,
+                    "accuracy": float(self.correct_sum[b]) / w if w > 0 else None,
+                }
+            )
         return out
 
 
@@ -71,23 +74,36 @@ def _uniform_index(conf: F64, n_bins: int) -> npt.NDArray[np.intp]:
     return np.clip(np.ceil(conf * n_bins).astype(np.intp) - 1, 0, n_bins - 1)
 
 
-def bin_stats(confidence: F64, correct: Bool, *, n_bins: int = 15, strategy: str = "uniform",
-              weights: F64 | None = None) -> BinStats:
+def bin_stats(
+    confidence: F64,
+    correct: Bool,
+    *,
+    n_bins: int = 15,
+    strategy: str = "uniform",
+    weights: F64 | None = None,
+) -> BinStats:
     """Reliability-bin sums of top-label confidences and their correctness."""
     if strategy == "uniform":
         edges = np.linspace(0.0, 1.0, n_bins + 1)
         idx = _uniform_index(confidence, n_bins)
     else:
-        edges = np.quantile(confidence, np.linspace(0.0, 1.0, n_bins + 1)) if confidence.size \
+        edges = (
+            np.quantile(confidence, np.linspace(0.0, 1.0, n_bins + 1))
+            if confidence.size
             else np.linspace(0.0, 1.0, n_bins + 1)
+        )
         idx = np.searchsorted(edges[1:-1], confidence, side="left")
     w = np.ones_like(confidence) if weights is None else weights
+
+    def total(values: F64) -> F64:
+        return np.bincount(idx, weights=values, minlength=n_bins).astype(np.float64)
+
     return BinStats(
         edges=edges,
         count=np.bincount(idx, minlength=n_bins).astype(np.int64),
-        weight=np.bincount(idx, weights=w, minlength=n_bins),
-        confidence_sum=np.bincount(idx, weights=w * confidence, minlength=n_bins),
-        correct_sum=np.bincount(idx, weights=w * correct, minlength=n_bins),
+        weight=total(w),
+        confidence_sum=total(w * confidence),
+        correct_sum=total(w * correct),
     )
 
 
@@ -153,7 +169,7 @@ def _probabilities(x: F64, input_type: str) -> F64:
         return x.copy()
     if input_type == "log_probabilities":
         return np.exp(x)
-    e = np.exp(x - x.max(axis=1, keepdims=True))
+    e: F64 = np.exp(x - x.max(axis=1, keepdims=True))
     e /= e.sum(axis=1, keepdims=True)
     return e
 
@@ -177,8 +193,9 @@ def _as_logits(b: Batch) -> F64:
     return x
 
 
-def _nll_derivatives(z: F64, q_index: npt.NDArray[np.int64] | None, q: F64 | None, s: F64,
-                     beta: float) -> tuple[float, float]:
+def _nll_derivatives(
+    z: F64, q_index: npt.NDArray[np.int64] | None, q: F64 | None, s: F64, beta: float
+) -> tuple[float, float]:
     """First and second derivative in beta of the weighted mean NLL of softmax(beta z)."""
     g = h = 0.0
     for sl in chunk_rows(z.shape[0], z.shape[1]):
@@ -200,8 +217,14 @@ def _nll_derivatives(z: F64, q_index: npt.NDArray[np.int64] | None, q: F64 | Non
     return g / total, h / total
 
 
-def optimal_temperature(z: F64, s: F64, *, index: npt.NDArray[np.int64] | None = None,
-                    target: F64 | None = None, max_iter: int = 100) -> float:
+def optimal_temperature(
+    z: F64,
+    s: F64,
+    *,
+    index: npt.NDArray[np.int64] | None = None,
+    target: F64 | None = None,
+    max_iter: int = 100,
+) -> float:
     """Temperature T > 0 minimising the weighted mean NLL of softmax(z / T).
 
     The NLL is convex in beta = 1 / T (its second derivative is a variance), so a Newton
@@ -234,13 +257,25 @@ def optimal_temperature(z: F64, s: F64, *, index: npt.NDArray[np.int64] | None =
 def _ece_of(r: ScoreResult, b: Batch, n_bins: int, strategy: str) -> tuple[BinStats, Bool]:
     keep, s = _scored_weights(r, b)
     assert r.top_confidence is not None and r.correct is not None
-    stats = bin_stats(r.top_confidence[keep], r.correct[keep], n_bins=n_bins, strategy=strategy,
-                      weights=s[keep] if b.options.sample_weights is not None else None)
+    stats = bin_stats(
+        r.top_confidence[keep],
+        r.correct[keep],
+        n_bins=n_bins,
+        strategy=strategy,
+        weights=s[keep] if b.options.sample_weights is not None else None,
+    )
     return stats, keep
 
 
-def calibration(predictions: Any, labels: Any, *, n_bins: int = 15, strategy: str = "uniform",
-                fit_temperature: bool = False, **options: Any) -> CalibrationResult:
+def calibration(
+    predictions: Any,
+    labels: Any,
+    *,
+    n_bins: int = 15,
+    strategy: str = "uniform",
+    fit_temperature: bool = False,
+    **options: Any,
+) -> CalibrationResult:
     """Calibration figures of a labelled binary or multiclass batch.
 
     Takes the input options of :func:`xentcore.score` (``task``, ``input_type``,
@@ -257,20 +292,25 @@ def calibration(predictions: Any, labels: Any, *, n_bins: int = 15, strategy: st
     """
     if labels is None:
         raise InputError(("labels",), "calibration needs labels")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or not \
-            1 <= n_bins <= 10_000:
+    if (
+        isinstance(n_bins, bool)
+        or not isinstance(n_bins, int | np.integer)
+        or not 1 <= n_bins <= 10_000
+    ):
         raise InputError(("n_bins",), f"expected an integer in [1, 10000], got {n_bins!r}")
     if strategy not in ("uniform", "quantile"):
-        raise InputError(("strategy",), f"{strategy!r} is not one of uniform, quantile",
-                         kind="enum")
+        raise InputError(
+            ("strategy",), f"{strategy!r} is not one of uniform, quantile", kind="enum"
+        )
     b = check_batch(predictions, labels, **options)
     if b.task == "multilabel":
         raise InputError(("task",), "calibration is for binary and multiclass tasks")
     r = score_batch(b, _NO_FLAGS)
     stats, keep = _ece_of(r, b, n_bins, strategy)
     ece, mce = calibration_error(stats)
-    result = CalibrationResult(ece, mce, _brier(b, r), r.loss_mean, stats.rows(),
-                               int(np.count_nonzero(keep)))
+    result = CalibrationResult(
+        ece, mce, _brier(b, r), r.loss_mean, stats.rows(), int(np.count_nonzero(keep))
+    )
     if not fit_temperature or not keep.any():
         return result
     assert b.labels is not None
@@ -281,8 +321,12 @@ def calibration(predictions: Any, labels: Any, *, n_bins: int = 15, strategy: st
         assert target is not None
         index, target = None, np.stack([1.0 - target, target], axis=1)
     kept = np.flatnonzero(keep)
-    t = optimal_temperature(z[kept], s[kept], index=None if index is None else index[kept],
-                           target=None if target is None else target[kept])
+    t = optimal_temperature(
+        z[kept],
+        s[kept],
+        index=None if index is None else index[kept],
+        target=None if target is None else target[kept],
+    )
     scaled = replace(b, x=np.ascontiguousarray(_scaled(b, z, t)), input_type="logits")
     r_after = score_batch(scaled, _NO_FLAGS)
     ece_after, _ = calibration_error(_ece_of(r_after, scaled, n_bins, strategy)[0])
@@ -291,4 +335,3 @@ def calibration(predictions: Any, labels: Any, *, n_bins: int = 15, strategy: st
 
 def _scaled(b: Batch, z: F64, t: float) -> F64:
     return z[:, 1] / t if b.task == "binary" else z / t
-

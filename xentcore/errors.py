@@ -10,7 +10,9 @@ Location = tuple[str | int, ...]
 def format_location(location: Location) -> str:
     """Render ``("predictions", 12, 3)`` as ``predictions[12][3]``."""
     head, *rest = location or ("input",)
-    return str(head) + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in rest)
+    return str(head) + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in rest
+    )
 
 
 class InputError(ValueError):

@@ -29,8 +29,9 @@ class FlagMasks:
         return {name: int(np.count_nonzero(getattr(self, name))) for name in REASONS}
 
 
-def apply_rules(rules: FlagRules, confidence: F64, loss: F64 | None, correct: Bool | None,
-                scored: Bool | None) -> FlagMasks:
+def apply_rules(
+    rules: FlagRules, confidence: F64, loss: F64 | None, correct: Bool | None, scored: Bool | None
+) -> FlagMasks:
     """Evaluate the rules that are on.
 
     ``low_confidence``: confidence < min_confidence (NaN confidence never fires);

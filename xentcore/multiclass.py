@@ -50,8 +50,9 @@ def _alloc(n: int, need: bool) -> F64 | None:
     return np.empty(n, dtype=np.float64) if need else None
 
 
-def _confidence_from_delta(method: ConfidenceMethod, delta: F64, second: F64 | None,
-                           entropy_dot: F64 | None, log_k: float) -> F64:
+def _confidence_from_delta(
+    method: ConfidenceMethod, delta: F64, second: F64 | None, entropy_dot: F64 | None, log_k: float
+) -> F64:
     """Confidence of logits rows from delta = s - 1 (s the shifted partition sum)."""
     top = 1.0 / (1.0 + delta)
     if method == "margin":
@@ -60,16 +61,24 @@ def _confidence_from_delta(method: ConfidenceMethod, delta: F64, second: F64 | N
     if method == "entropy":
         assert entropy_dot is not None
         entropy = np.log1p(delta) - entropy_dot * top  # H = log s - sum_k p_k (z_k - m)
-        return 1.0 - entropy / log_k
+        return np.clip(1.0 - entropy / log_k, 0.0, 1.0)  # rounding may step past [0, 1]
     return top
 
 
-def _logits_sparse(z_all: FloatArray, labels: I64 | None, method: ConfidenceMethod,
-                   weights: F64 | None, smoothing: float) -> RowStats:
+def _logits_sparse(
+    z_all: FloatArray,
+    labels: I64 | None,
+    method: ConfidenceMethod,
+    weights: F64 | None,
+    smoothing: float,
+) -> RowStats:
     """Logits with class-index (or no) labels, gamma = 0: the fast path."""
     n, k = z_all.shape
     dtype = z_all.dtype
-    out = RowStats(np.empty(n, np.int64), np.empty(n), np.empty(n), _alloc(n, labels is not None), 0)
+    out = RowStats(
+        np.empty(n, np.int64), np.empty(n), np.empty(n), _alloc(n, labels is not None), 0
+    )
+    deltas = np.empty(n)
     rows_max = max(1, CHUNK_ELEMENTS // k)
     buf = np.empty(min(n, rows_max) * k, dtype=dtype)
     ebuf = np.empty_like(buf) if method == "entropy" else None
@@ -96,6 +105,7 @@ def _logits_sparse(z_all: FloatArray, labels: I64 | None, method: ConfidenceMeth
         dot = rowsum64(e * sh) if ebuf is not None else None
         e[r, am] = 0  # the argmax term is exactly exp(0) = 1: sum the rest for log1p
         delta = rowsum64(e)
+        deltas[sl] = delta
         out.predicted[sl] = am
         out.top_confidence[sl] = 1.0 / (1.0 + delta)
         if method != "true_class":
@@ -115,7 +125,37 @@ def _logits_sparse(z_all: FloatArray, labels: I64 | None, method: ConfidenceMeth
             nll *= 1.0 - smoothing
             nll += smooth_total * log_s - tilt
         out.loss[sl] = nll
+    if dtype != np.float64 and labels is not None:
+        _refine_small_losses(z_all, labels, method, weights, smoothing, deltas, out)
     return out
+
+
+def _refine_small_losses(
+    z_all: FloatArray,
+    labels: I64,
+    method: ConfidenceMethod,
+    weights: F64 | None,
+    smoothing: float,
+    deltas: F64,
+    out: RowStats,
+) -> None:
+    """Redo in float64 the float32 rows whose loss is too small for float32 shifts.
+
+    float32 rounds z_k - m to a relative 2^-24, which exp turns into a relative error of
+    |z_k - m| 2^-24 in each term of delta. Over a row, the delta-weighted mean of |z_k - m| is
+    at most -log(delta / K) (equal terms maximise it), so rows with delta >= K 1e-7 keep every
+    loss within 16.2 x 6e-8 < 1e-6 relative. Rows below that (confident items, whose loss is
+    about delta) are recomputed from the same values in float64.
+    """
+    k = z_all.shape[1]
+    rows = np.flatnonzero(deltas < k * 1e-7)
+    if rows.size == 0:
+        return
+    exact = _logits_sparse(z_all[rows].astype(np.float64), labels[rows], method, weights, smoothing)
+    assert out.loss is not None and exact.loss is not None
+    out.loss[rows] = exact.loss
+    out.confidence[rows] = exact.confidence
+    out.top_confidence[rows] = exact.top_confidence
 
 
 def _log_p(x: F64, input_type: str, eps: float) -> tuple[F64, F64, int]:
@@ -137,21 +177,32 @@ def _log_p(x: F64, input_type: str, eps: float) -> tuple[F64, F64, int]:
     return clipped, np.exp(x), int(np.count_nonzero(clipped != x))
 
 
-def _confidence_from_p(method: ConfidenceMethod, p: F64, log_p: F64, pred: I64,
-                       log_k: float) -> F64:
+def _confidence_from_p(
+    method: ConfidenceMethod, p: F64, log_p: F64, pred: I64, log_k: float
+) -> F64:
     r = np.arange(p.shape[0])
     if method == "margin":
         top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
         return np.abs(top2[:, 1] - top2[:, 0])
     if method == "entropy":
-        entropy = -np.einsum("ij,ij->i", p, log_p)
+        entropy: F64 = -np.einsum("ij,ij->i", p, log_p)
         return np.clip(1.0 - entropy / log_k, 0.0, 1.0)
-    return p[r, pred]
+    top: F64 = p[r, pred]
+    return top
 
 
-def _general(x_all: FloatArray, input_type: str, eps: float, method: ConfidenceMethod,
-             index: I64 | None, target: F64 | None, weights: F64 | None, smoothing: float,
-             gamma: float, alpha: float | None) -> RowStats:
+def _general(
+    x_all: FloatArray,
+    input_type: str,
+    eps: float,
+    method: ConfidenceMethod,
+    index: I64 | None,
+    target: F64 | None,
+    weights: F64 | None,
+    smoothing: float,
+    gamma: float,
+    alpha: float | None,
+) -> RowStats:
     """Every case but the fast path; explicit float64 log p per chunk."""
     n, k = x_all.shape
     has_loss = index is not None or target is not None
@@ -192,8 +243,14 @@ def _general(x_all: FloatArray, input_type: str, eps: float, method: ConfidenceM
     return out
 
 
-def _gathered(x: FloatArray, input_type: str, eps: float, method: ConfidenceMethod,
-              labels: I64 | None, weights: F64 | None) -> RowStats:
+def _gathered(
+    x: FloatArray,
+    input_type: str,
+    eps: float,
+    method: ConfidenceMethod,
+    labels: I64 | None,
+    weights: F64 | None,
+) -> RowStats:
     """Probabilities / log-probabilities, class-index labels, e = 0, gamma = 0: O(N) logs."""
     n, k = x.shape
     flat = x.reshape(-1)
@@ -219,9 +276,19 @@ def _gathered(x: FloatArray, input_type: str, eps: float, method: ConfidenceMeth
     return out
 
 
-def sweep(x: FloatArray, input_type: str, *, eps: float, method: ConfidenceMethod,
-          index: I64 | None = None, target: F64 | None = None, weights: F64 | None = None,
-          smoothing: float = 0.0, gamma: float = 0.0, alpha: float | None = None) -> RowStats:
+def sweep(
+    x: FloatArray,
+    input_type: str,
+    *,
+    eps: float,
+    method: ConfidenceMethod,
+    index: I64 | None = None,
+    target: F64 | None = None,
+    weights: F64 | None = None,
+    smoothing: float = 0.0,
+    gamma: float = 0.0,
+    alpha: float | None = None,
+) -> RowStats:
     """Per-item loss, confidence, top-label confidence and argmax of multiclass rows.
 
     ``index``: class indices (ignored items given any valid index; the caller masks them);

@@ -78,10 +78,13 @@ class ScoreResult:
             rows, cols = np.nonzero(pred)
             split = np.searchsorted(rows, np.arange(1, self.n_items))
             names = self.class_names
-            return [[names[c] for c in part] if names else part.tolist()
-                    for part in np.split(cols, split)]
+            return [
+                [names[c] for c in part] if names else part.tolist()
+                for part in np.split(cols, split)
+            ]
         if self.class_names is not None:
-            return np.asarray(self.class_names, dtype=object)[pred]
+            named: npt.NDArray[Any] = np.asarray(self.class_names, dtype=object)[pred]
+            return named
         return pred
 
     @property
@@ -107,8 +110,9 @@ class ScoreResult:
         return n_correct / self.n_scored
 
 
-def _reduce(item_loss: F64, scored: Bool | None, sample_weights: F64 | None,
-            denominators: F64 | None) -> tuple[float, float | None, float]:
+def _reduce(
+    item_loss: F64, scored: Bool | None, sample_weights: F64 | None, denominators: F64 | None
+) -> tuple[float, float | None, float]:
     """(sum, mean, weight sum) of the contract's section 2 over scored items."""
     s = np.ones_like(item_loss) if sample_weights is None else sample_weights
     v = s if denominators is None else s * denominators
@@ -129,9 +133,14 @@ def _binary_like(b: Batch) -> tuple[F64 | None, F64, F64 | None, npt.NDArray[Any
     loss = None
     if b.labels is not None:
         assert b.labels.target is not None
-        loss = binary.entry_loss(e, b.labels.target, pos_weight=o.pos_weight,
-                                 smoothing=o.label_smoothing, gamma=o.focal_gamma,
-                                 alpha=o.focal_alpha)
+        loss = binary.entry_loss(
+            e,
+            b.labels.target,
+            pos_weight=o.pos_weight,
+            smoothing=o.label_smoothing,
+            gamma=o.focal_gamma,
+            alpha=o.focal_alpha,
+        )
     if b.task == "binary":
         top = np.maximum(e.p, 1.0 - e.p)
         return loss, conf, top, pred.astype(np.int64), e.n_clipped
@@ -154,17 +163,41 @@ def score_batch(b: Batch, rules: FlagRules) -> ScoreResult:
         raise InputError(("flag", name), "this rule needs labels")
     if b.task == "multiclass":
         st = multiclass.sweep(
-            b.x, b.input_type, eps=o.clip_eps, method=o.confidence,
+            b.x,
+            b.input_type,
+            eps=o.clip_eps,
+            method=o.confidence,
             index=lab.index if lab is not None else None,
-            target=lab.target if lab is not None else None, weights=o.class_weights,
-            smoothing=o.label_smoothing, gamma=o.focal_gamma, alpha=o.focal_alpha)
-        loss, conf, top, pred, n_clipped = (st.loss, st.confidence, st.top_confidence,
-                                            st.predicted, st.n_clipped)
+            target=lab.target if lab is not None else None,
+            weights=o.class_weights,
+            smoothing=o.label_smoothing,
+            gamma=o.focal_gamma,
+            alpha=o.focal_alpha,
+        )
+        top: F64 | None
+        loss, conf, top, pred, n_clipped = (
+            st.loss,
+            st.confidence,
+            st.top_confidence,
+            st.predicted,
+            st.n_clipped,
+        )
     else:
         loss, conf, top, pred, n_clipped = _binary_like(b)
-    res = ScoreResult(b.task, b.input_type, b.n_items, b.n_classes, b.class_names, o.confidence,
-                      conf, top, pred, apply_rules(rules, conf, None, None, None), rules,
-                      warnings=[*b.warnings, *_clip_warning(b, n_clipped)])
+    res = ScoreResult(
+        b.task,
+        b.input_type,
+        b.n_items,
+        b.n_classes,
+        b.class_names,
+        o.confidence,
+        conf,
+        top,
+        pred,
+        apply_rules(rules, conf, None, None, None),
+        rules,
+        warnings=[*b.warnings, *_clip_warning(b, n_clipped)],
+    )
     if lab is None or loss is None:
         return res
     scored = lab.scored
@@ -185,19 +218,37 @@ def score_batch(b: Batch, rules: FlagRules) -> ScoreResult:
     if mean is None:
         res.warnings.append("no scored item carries weight: mean loss is null")
     res.item_loss, res.loss_sum, res.loss_mean, res.weight_sum = loss, total, mean, weight
-    res.n_scored, res.true_class, res.correct, res.scored = n_scored, lab.true_class, correct, scored
+    res.n_scored, res.true_class, res.correct, res.scored = (
+        n_scored,
+        lab.true_class,
+        correct,
+        scored,
+    )
     res.masks = apply_rules(rules, conf, loss, correct, scored)
     return res
 
 
-def score(predictions: Any, labels: Any = None, *, task: str | None = None,
-          input_type: str = "probabilities", class_weights: Any = None,
-          sample_weights: Any = None, pos_weight: Any = None, label_smoothing: float = 0.0,
-          ignore_index: int | None = None, focal_gamma: float = 0.0,
-          focal_alpha: float | None = None, confidence: str = "max_probability",
-          flag: Any = None, decision_threshold: float = 0.5, renormalize: bool = False,
-          sum_tolerance: float = 1e-4, clip_eps: float = DEFAULT_EPS,
-          class_names: Any = None) -> ScoreResult:
+def score(
+    predictions: Any,
+    labels: Any = None,
+    *,
+    task: str | None = None,
+    input_type: str = "probabilities",
+    class_weights: Any = None,
+    sample_weights: Any = None,
+    pos_weight: Any = None,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    focal_gamma: float = 0.0,
+    focal_alpha: float | None = None,
+    confidence: str = "max_probability",
+    flag: Any = None,
+    decision_threshold: float = 0.5,
+    renormalize: bool = False,
+    sum_tolerance: float = 1e-4,
+    clip_eps: float = DEFAULT_EPS,
+    class_names: Any = None,
+) -> ScoreResult:
     """Cross-entropy loss, confidence, prediction and flags for every item of a batch.
 
     Per-item loss (``item_loss``), by task:
@@ -224,11 +275,23 @@ def score(predictions: Any, labels: Any = None, *, task: str | None = None,
     >>> r.flagged.tolist(), r.reasons
     ([False, False], [[], []])
     """
-    b = check_batch(predictions, labels, task=task, input_type=input_type,
-                    ignore_index=ignore_index, renormalize=renormalize,
-                    sum_tolerance=sum_tolerance, class_names=class_names,
-                    class_weights=class_weights, sample_weights=sample_weights,
-                    pos_weight=pos_weight, label_smoothing=label_smoothing,
-                    focal_gamma=focal_gamma, focal_alpha=focal_alpha, confidence=confidence,
-                    decision_threshold=decision_threshold, clip_eps=clip_eps)
+    b = check_batch(
+        predictions,
+        labels,
+        task=task,
+        input_type=input_type,
+        ignore_index=ignore_index,
+        renormalize=renormalize,
+        sum_tolerance=sum_tolerance,
+        class_names=class_names,
+        class_weights=class_weights,
+        sample_weights=sample_weights,
+        pos_weight=pos_weight,
+        label_smoothing=label_smoothing,
+        focal_gamma=focal_gamma,
+        focal_alpha=focal_alpha,
+        confidence=confidence,
+        decision_threshold=decision_threshold,
+        clip_eps=clip_eps,
+    )
     return score_batch(b, check_flag_rules(flag))

@@ -61,15 +61,20 @@ class SequenceResult:
     def reasons(self) -> list[list[str]]:
         """Reasons per sequence: ``low_confidence`` then ``low_token_probability``."""
         pairs = zip(self.low_confidence.tolist(), self.low_token_probability.tolist(), strict=True)
-        return [[name for name, on in (("low_confidence", a), ("low_token_probability", b)) if on]
-                for a, b in pairs]
+        return [
+            [name for name, on in (("low_confidence", a), ("low_token_probability", b)) if on]
+            for a, b in pairs
+        ]
 
 
 def _check_rule(value: float | None, name: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) \
-            or not 0 <= float(value) <= 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not 0 <= float(value) <= 1
+    ):
         raise InputError(("flag", name), f"expected a number in [0, 1], got {value!r}")
     return float(value)
 
@@ -103,9 +108,14 @@ def _concat(token_logprobs: Sequence[Any]) -> tuple[F64, I64]:
         j = int(np.argmax(bad))
         seq = int(np.searchsorted(np.cumsum(lengths), j, side="right"))
         pos = j - int(lengths[:seq].sum())
-        what = "is not a finite number" if not np.isfinite(flat[j]) else "is positive, expected <= 0"
-        raise InputError(("sequences", seq, "token_logprobs", pos), f"log-prob {flat[j]} {what}",
-                         kind="finite_number" if not np.isfinite(flat[j]) else "value_error")
+        what = (
+            "is not a finite number" if not np.isfinite(flat[j]) else "is positive, expected <= 0"
+        )
+        raise InputError(
+            ("sequences", seq, "token_logprobs", pos),
+            f"log-prob {flat[j]} {what}",
+            kind="finite_number" if not np.isfinite(flat[j]) else "value_error",
+        )
     return flat, lengths
 
 
@@ -123,8 +133,12 @@ def _perplexity(nll: F64, warnings: list[str], what: str) -> F64:
     return np.where(over, _FLOAT_MAX, np.exp(np.minimum(nll, _MAX_LOG)))
 
 
-def score_sequences(token_logprobs: Sequence[Any], *, min_confidence: float | None = 0.5,
-                    min_token_probability: float | None = None) -> SequenceResult:
+def score_sequences(
+    token_logprobs: Sequence[Any],
+    *,
+    min_confidence: float | None = 0.5,
+    min_token_probability: float | None = None,
+) -> SequenceResult:
     """Score each sequence of token log-probs; ``None`` turns a flag rule off.
 
     Flags: ``low_confidence`` when exp(mean_logprob) < ``min_confidence``;
@@ -151,8 +165,12 @@ def score_sequences(token_logprobs: Sequence[Any], *, min_confidence: float | No
     confidence = np.exp(mean)
     off = np.zeros(lengths.size, dtype=bool)
     return SequenceResult(
-        n_tokens=lengths, mean_logprob=mean, nll=nll + 0.0, perplexity=perplexity,
-        confidence=confidence, min_token_logprob=mins,
+        n_tokens=lengths,
+        mean_logprob=mean,
+        nll=nll + 0.0,
+        perplexity=perplexity,
+        confidence=confidence,
+        min_token_logprob=mins,
         min_token_index=_segment_argmin(flat, starts, mins, lengths),
         low_confidence=confidence < min_conf if min_conf is not None else off,
         low_token_probability=np.exp(mins) < min_tok if min_tok is not None else off,
@@ -178,18 +196,25 @@ def openai_logprobs(content: Sequence[Mapping[str, Any]], index: int) -> tuple[F
     keep = np.ones(values.size, dtype=bool)
     n_bound = 0
     for j in np.flatnonzero(censored).tolist():  # only the censored tokens, usually few
-        tops = [float(t["logprob"]) for t in content[j].get("top_logprobs") or ()
-                if float(t["logprob"]) != CENSORED_LOGPROB]
+        tops = [
+            float(t["logprob"])
+            for t in content[j].get("top_logprobs") or ()
+            if float(t["logprob"]) != CENSORED_LOGPROB
+        ]
         if tops:
             values[j] = min(tops)
             n_bound += 1
         else:
             keep[j] = False
     if n_bound:
-        warnings.append(f"sequences[{index}]: {n_bound} censored log-probs (-9999, not in the "
-                        "top logprobs) replaced by their upper bound, the smallest top_logprob")
+        warnings.append(
+            f"sequences[{index}]: {n_bound} censored log-probs (-9999, not in the "
+            "top logprobs) replaced by their upper bound, the smallest top_logprob"
+        )
     n_dropped = int(np.count_nonzero(~keep))
     if n_dropped:
-        warnings.append(f"sequences[{index}]: {n_dropped} censored log-probs (-9999) without "
-                        "top_logprobs left out")
+        warnings.append(
+            f"sequences[{index}]: {n_dropped} censored log-probs (-9999) without "
+            "top_logprobs left out"
+        )
     return values[keep], warnings

@@ -51,8 +51,11 @@ class BatchSummary:
         out = BatchSummary()
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            setattr(out, f.name, [x + y for x, y in zip(a, b, strict=True)]
-                    if isinstance(a, list) else a + b)
+            setattr(
+                out,
+                f.name,
+                [x + y for x, y in zip(a, b, strict=True)] if isinstance(a, list) else a + b,
+            )
         return out
 
 
@@ -61,8 +64,13 @@ def summarize(result: ScoreResult) -> BatchSummary:
     conf = result.confidence[~np.isnan(result.confidence)]
     counts = result.masks.counts()
     s = BatchSummary(
-        n_items=result.n_items, confidence_sum=float(conf.sum()),
-        confidence_count=int(conf.size), flagged=int(np.count_nonzero(result.flagged)), **counts,
+        n_items=result.n_items,
+        confidence_sum=float(conf.sum()),
+        confidence_count=int(conf.size),
+        flagged=int(np.count_nonzero(result.flagged)),
+        low_confidence=counts["low_confidence"],
+        high_loss=counts["high_loss"],
+        misclassified=counts["misclassified"],
     )
     if result.n_scored is None:
         return s
@@ -105,8 +113,11 @@ def figures(s: BatchSummary) -> dict[str, float | int | None]:
 def reliability(s: BatchSummary) -> list[dict[str, float | int | None]]:
     """The merged reliability bins: [{lower, upper, count, mean_confidence, accuracy}]."""
     count = np.asarray(s.bin_count)
-    stats = BinStats(edges=np.linspace(0.0, 1.0, N_BINS + 1), count=count.astype(np.int64),
-                     weight=count.astype(np.float64),
-                     confidence_sum=np.asarray(s.bin_confidence_sum, dtype=np.float64),
-                     correct_sum=np.asarray(s.bin_correct_sum, dtype=np.float64))
+    stats = BinStats(
+        edges=np.linspace(0.0, 1.0, N_BINS + 1),
+        count=count.astype(np.int64),
+        weight=count.astype(np.float64),
+        confidence_sum=np.asarray(s.bin_confidence_sum, dtype=np.float64),
+        correct_sum=np.asarray(s.bin_correct_sum, dtype=np.float64),
+    )
     return stats.rows()

@@ -113,8 +113,9 @@ def _ragged_row(value: Any) -> int | None:
     """Index of the first row whose length differs from the first row's, for nested lists."""
     if not isinstance(value, Sequence) or not value:
         return None
-    lengths = [len(row) if isinstance(row, Sequence) and not isinstance(row, str) else -1
-               for row in value]
+    lengths = [
+        len(row) if isinstance(row, Sequence) and not isinstance(row, str) else -1 for row in value
+    ]
     first = lengths[0]
     for i, n in enumerate(lengths):
         if n != first:
@@ -147,7 +148,9 @@ def _as_float(value: Any, field: str) -> FloatArray:
     elif arr.dtype.kind in "iu":
         arr = arr.astype(np.float64)
     else:
-        raise InputError((field,), f"expected numbers, got {arr.dtype.kind!r} data", kind="float_type")
+        raise InputError(
+            (field,), f"expected numbers, got {arr.dtype.kind!r} data", kind="float_type"
+        )
     return np.ascontiguousarray(arr)
 
 
@@ -164,46 +167,62 @@ def _check_finite(x: FloatArray, field: str) -> F64 | None:
             bad = ~np.isfinite(x[row])
             if bad.any():
                 col = _first(bad)
-                raise InputError((field, int(row), col), f"{x[row, col]} is not a finite number",
-                                 kind="finite_number")
+                raise InputError(
+                    (field, int(row), col),
+                    f"{x[row, col]} is not a finite number",
+                    kind="finite_number",
+                )
         return sums
     bad = ~np.isfinite(x)
     if bad.any():
         flat = _first(bad)
-        raise InputError(_loc(field, flat, x.shape), f"{x.ravel()[flat]} is not a finite number",
-                         kind="finite_number")
+        raise InputError(
+            _loc(field, flat, x.shape),
+            f"{x.ravel()[flat]} is not a finite number",
+            kind="finite_number",
+        )
     return None
 
 
-def _scalar(value: Any, field: str, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = False) -> float:
-    """A finite real number within the given bounds."""
+def _scalar(
+    value: Any,
+    field: str | Location,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite real number within the given bounds (``field``: a name or a location)."""
+    loc: Location = (field,) if isinstance(field, str) else field
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise InputError((field,), f"expected a number, got {type(value).__name__}",
-                         kind="float_type")
+        raise InputError(loc, f"expected a number, got {type(value).__name__}", kind="float_type")
     v = float(value)
     if not math.isfinite(v):
-        raise InputError((field,), f"{v} is not a finite number", kind="finite_number")
+        raise InputError(loc, f"{v} is not a finite number", kind="finite_number")
     if low is not None and (v < low or (low_open and v == low)):
-        raise InputError((field,), f"{_fmt(v)} is below the minimum {'>' if low_open else '>='} "
-                         f"{_fmt(low)}")
+        raise InputError(
+            loc, f"{_fmt(v)} is below the minimum {'>' if low_open else '>='} {_fmt(low)}"
+        )
     if high is not None and (v > high or (high_open and v == high)):
-        raise InputError((field,), f"{_fmt(v)} is above the maximum {'<' if high_open else '<='} "
-                         f"{_fmt(high)}")
+        raise InputError(
+            loc, f"{_fmt(v)} is above the maximum {'<' if high_open else '<='} {_fmt(high)}"
+        )
     return v
 
 
 def _vector(value: Any, field: str, n: int, what: str, *, nonneg: bool = True) -> F64:
     arr = _as_float(value, field)
     if arr.ndim != 1 or arr.shape[0] != n:
-        raise InputError((field,), f"expected {n} numbers (one per {what}), got shape "
-                         f"{list(arr.shape)}")
-    arr = arr.astype(np.float64, copy=False)
-    _check_finite(arr, field)
-    if nonneg and (arr < 0).any():
-        i = _first(arr < 0)
-        raise InputError((field, i), f"{_fmt(arr[i])} is negative, expected >= 0")
-    return arr
+        raise InputError(
+            (field,), f"expected {n} numbers (one per {what}), got shape {list(arr.shape)}"
+        )
+    out: F64 = arr.astype(np.float64, copy=False)
+    _check_finite(out, field)
+    if nonneg and (out < 0).any():
+        i = _first(out < 0)
+        raise InputError((field, i), f"{_fmt(out[i])} is negative, expected >= 0")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,16 +238,18 @@ def _task_for(x: npt.NDArray[Any], task: str | None) -> Task:
         raise InputError(("predictions",), f"expected a 1-D (binary) or 2-D array, got {x.ndim}-D")
     if task not in TASKS:
         raise InputError(("task",), f"{task!r} is not one of {', '.join(TASKS)}", kind="enum")
-    return task  # type: ignore[return-value]
+    return task
 
 
 def _check_shape(x: FloatArray, task: Task) -> None:
     if task == "binary" and x.ndim != 1:
-        raise InputError(("predictions",), f"binary predictions must be 1-D (N,), got shape "
-                         f"{list(x.shape)}")
+        raise InputError(
+            ("predictions",), f"binary predictions must be 1-D (N,), got shape {list(x.shape)}"
+        )
     if task != "binary" and x.ndim != 2:
-        raise InputError(("predictions",), f"{task} predictions must be 2-D (N, K), got shape "
-                         f"{list(x.shape)}")
+        raise InputError(
+            ("predictions",), f"{task} predictions must be 2-D (N, K), got shape {list(x.shape)}"
+        )
     if x.shape[0] == 0:
         raise InputError(("predictions",), "empty batch: at least one item is required")
     if task == "multiclass" and x.shape[1] < 2:
@@ -242,19 +263,23 @@ def _check_probabilities(x: FloatArray, field: str) -> None:
     if lo < 0 or hi > 1:
         bad = (x < 0) | (x > 1)
         flat = _first(bad)
-        raise InputError(_loc(field, flat, x.shape),
-                         f"probability {_fmt(x.ravel()[flat])} is outside [0, 1]")
+        raise InputError(
+            _loc(field, flat, x.shape), f"probability {_fmt(x.ravel()[flat])} is outside [0, 1]"
+        )
 
 
 def _check_log_probabilities(x: FloatArray, field: str) -> None:
     if float(x.max()) > 0:
         flat = _first(x > 0)
-        raise InputError(_loc(field, flat, x.shape),
-                         f"log-probability {_fmt(x.ravel()[flat])} is positive, expected <= 0")
+        raise InputError(
+            _loc(field, flat, x.shape),
+            f"log-probability {_fmt(x.ravel()[flat])} is positive, expected <= 0",
+        )
 
 
-def _normalise_rows(x: FloatArray, input_type: InputType, tol: float, renormalize: bool,
-                    field: str, sums: F64) -> FloatArray:
+def _normalise_rows(
+    x: FloatArray, input_type: InputType, tol: float, renormalize: bool, field: str, sums: F64
+) -> FloatArray:
     """Check (or with ``renormalize`` restore) multiclass rows: sum p = 1 or logsumexp = 0."""
     if input_type == "probabilities":
         if renormalize:
@@ -278,8 +303,9 @@ def _normalise_rows(x: FloatArray, input_type: InputType, tol: float, renormaliz
     return x
 
 
-def _check_predictions(x: FloatArray, task: Task, input_type: InputType, tol: float,
-                       renormalize: bool) -> FloatArray:
+def _check_predictions(
+    x: FloatArray, task: Task, input_type: InputType, tol: float, renormalize: bool
+) -> FloatArray:
     _check_shape(x, task)
     sums = _check_finite(x, "predictions")
     if input_type == "probabilities":
@@ -306,8 +332,11 @@ def _check_class_names(names: Any, task: Task, k: int) -> tuple[str, ...] | None
     out = tuple(names)
     for i, name in enumerate(out):
         if not isinstance(name, str):
-            raise InputError(("class_names", i), f"expected a string, got {type(name).__name__}",
-                             kind="string_type")
+            raise InputError(
+                ("class_names", i),
+                f"expected a string, got {type(name).__name__}",
+                kind="string_type",
+            )
     want = 2 if task == "binary" else k
     if len(out) != want:
         what = "2 (negative, positive)" if task == "binary" else f"{k} (one per class)"
@@ -345,14 +374,16 @@ def _integral(arr: npt.NDArray[Any], field: str, what: str) -> I64:
         frac = arr != np.round(arr)
         if frac.any():
             i = _first(frac)
-            raise InputError((field, i), f"{_fmt(arr[i])} is not an integer, expected {what}",
-                             kind="int_type")
+            raise InputError(
+                (field, i), f"{_fmt(arr[i])} is not an integer, expected {what}", kind="int_type"
+            )
         return arr.astype(np.int64)
     raise InputError((field,), f"expected {what}", kind="int_type")
 
 
-def _sparse_labels(arr: npt.NDArray[Any], k: int, ignore_index: int | None,
-                   names: tuple[str, ...] | None) -> Labels:
+def _sparse_labels(
+    arr: npt.NDArray[Any], k: int, ignore_index: int | None, names: tuple[str, ...] | None
+) -> Labels:
     if arr.dtype.kind in "USO":
         idx = _names_to_index(arr, names)
         ignored = None
@@ -379,13 +410,21 @@ def _target_values(arr: npt.NDArray[Any], field: str) -> F64:
     bad = (out < 0) | (out > 1)
     if bad.any():
         flat = _first(bad)
-        raise InputError(_loc(field, flat, out.shape),
-                         f"target {_fmt(out.ravel()[flat])} is outside [0, 1]")
+        raise InputError(
+            _loc(field, flat, out.shape), f"target {_fmt(out.ravel()[flat])} is outside [0, 1]"
+        )
     return out
 
 
-def _check_labels(labels: Any, task: Task, n: int, k: int, ignore_index: int | None,
-                  names: tuple[str, ...] | None, tol: float) -> Labels:
+def _check_labels(
+    labels: Any,
+    task: Task,
+    n: int,
+    k: int,
+    ignore_index: int | None,
+    names: tuple[str, ...] | None,
+    tol: float,
+) -> Labels:
     arr = _as_array(labels, "labels")
     if arr.ndim == 0 or arr.shape[0] != n:
         got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} labels"
@@ -396,17 +435,20 @@ def _check_labels(labels: Any, task: Task, n: int, k: int, ignore_index: int | N
         return _sparse_labels(arr, k, ignore_index, names)
     if task == "binary":
         if arr.ndim != 1:
-            raise InputError(("labels",), f"binary labels must be 1-D (N,), got shape "
-                             f"{list(arr.shape)}")
+            raise InputError(
+                ("labels",), f"binary labels must be 1-D (N,), got shape {list(arr.shape)}"
+            )
         if arr.dtype.kind in "USO":
             target = _names_to_index(arr, names).astype(np.float64)
         else:
-            target = _target_values(arr.astype(np.float64) if arr.dtype == np.bool_ else arr,
-                                    "labels")
+            target = _target_values(
+                arr.astype(np.float64) if arr.dtype == np.bool_ else arr, "labels"
+            )
         return Labels("binary", None, target, None, (target >= 0.5).astype(np.int64))
     if arr.ndim != 2 or arr.shape[1] != k:
-        raise InputError(("labels",), f"{task} targets must have shape [{n}, {k}], got "
-                         f"{list(arr.shape)}")
+        raise InputError(
+            ("labels",), f"{task} targets must have shape [{n}, {k}], got {list(arr.shape)}"
+        )
     target = _target_values(arr.astype(np.float64) if arr.dtype == np.bool_ else arr, "labels")
     if task == "multilabel":
         return Labels("dense", None, target, None, target >= 0.5)
@@ -414,8 +456,9 @@ def _check_labels(labels: Any, task: Task, n: int, k: int, ignore_index: int | N
     bad = np.abs(sums - 1.0) > tol
     if bad.any():
         i = _first(bad)
-        raise InputError(("labels", i), f"target row sums to {_fmt(sums[i])}, expected 1 ± "
-                         f"{_fmt(tol)}")
+        raise InputError(
+            ("labels", i), f"target row sums to {_fmt(sums[i])}, expected 1 ± {_fmt(tol)}"
+        )
     return Labels("dense", None, target, None, np.argmax(target, axis=1).astype(np.int64))
 
 
@@ -423,16 +466,18 @@ def _check_labels(labels: Any, task: Task, n: int, k: int, ignore_index: int | N
 # options
 
 
-def check_flag_rules(flag: Mapping[str, Any] | FlagRules | None, *,
-                     default_min_confidence: float = 0.5) -> FlagRules:
+def check_flag_rules(
+    flag: Mapping[str, Any] | FlagRules | None, *, default_min_confidence: float = 0.5
+) -> FlagRules:
     """The ``flag`` object -> :class:`FlagRules`; ``None`` means ``min_confidence`` alone."""
     if flag is None:
         return FlagRules(min_confidence=default_min_confidence)
     if isinstance(flag, FlagRules):
         return flag
     if not isinstance(flag, Mapping):
-        raise InputError(("flag",), "expected an object with min_confidence, max_loss, "
-                         "misclassified")
+        raise InputError(
+            ("flag",), "expected an object with min_confidence, max_loss, misclassified"
+        )
     unknown = set(flag) - {"min_confidence", "max_loss", "misclassified"}
     if unknown:
         name = sorted(unknown)[0]
@@ -441,8 +486,10 @@ def check_flag_rules(flag: Mapping[str, Any] | FlagRules | None, *,
     if mis is not None and not isinstance(mis, bool | np.bool_):
         raise InputError(("flag", "misclassified"), "expected true or false", kind="bool_type")
     return FlagRules(
-        min_confidence=None if mc is None else _scalar(mc, "flag.min_confidence", low=0, high=1),
-        max_loss=None if ml is None else _scalar(ml, "flag.max_loss", low=0),
+        min_confidence=None
+        if mc is None
+        else _scalar(mc, ("flag", "min_confidence"), low=0, high=1),
+        max_loss=None if ml is None else _scalar(ml, ("flag", "max_loss"), low=0),
         misclassified=bool(mis),
     )
 
@@ -451,8 +498,10 @@ def _pos_weight(value: Any, task: Task, k: int) -> F64 | float | None:
     if value is None:
         return None
     if task == "multiclass":
-        raise InputError(("pos_weight",), "only for binary and multilabel tasks; use "
-                         "class_weights for multiclass")
+        raise InputError(
+            ("pos_weight",),
+            "only for binary and multilabel tasks; use class_weights for multiclass",
+        )
     if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
         return _scalar(value, "pos_weight", low=0)
     if task == "binary":
@@ -460,28 +509,45 @@ def _pos_weight(value: Any, task: Task, k: int) -> F64 | float | None:
     return _vector(value, "pos_weight", k, "class")
 
 
-def check_options(task: Task, n: int, k: int, *, class_weights: Any = None,
-                  sample_weights: Any = None, pos_weight: Any = None,
-                  label_smoothing: Any = 0.0, focal_gamma: Any = 0.0, focal_alpha: Any = None,
-                  confidence: Any = "max_probability", decision_threshold: Any = 0.5,
-                  clip_eps: Any = DEFAULT_EPS) -> Options:
+def check_options(
+    task: Task,
+    n: int,
+    k: int,
+    *,
+    class_weights: Any = None,
+    sample_weights: Any = None,
+    pos_weight: Any = None,
+    label_smoothing: Any = 0.0,
+    focal_gamma: Any = 0.0,
+    focal_alpha: Any = None,
+    confidence: Any = "max_probability",
+    decision_threshold: Any = 0.5,
+    clip_eps: Any = DEFAULT_EPS,
+) -> Options:
     """Check every scalar and vector option against the task and batch shape."""
     if confidence not in CONFIDENCE_METHODS:
-        raise InputError(("confidence",), f"{confidence!r} is not one of "
-                         f"{', '.join(CONFIDENCE_METHODS)}", kind="enum")
+        raise InputError(
+            ("confidence",),
+            f"{confidence!r} is not one of {', '.join(CONFIDENCE_METHODS)}",
+            kind="enum",
+        )
     if class_weights is not None and task != "multiclass":
-        raise InputError(("class_weights",), "only for multiclass; use pos_weight for binary "
-                         "and multilabel")
+        raise InputError(
+            ("class_weights",), "only for multiclass; use pos_weight for binary and multilabel"
+        )
     return Options(
-        class_weights=None if class_weights is None
+        class_weights=None
+        if class_weights is None
         else _vector(class_weights, "class_weights", k, "class"),
-        sample_weights=None if sample_weights is None
+        sample_weights=None
+        if sample_weights is None
         else _vector(sample_weights, "sample_weights", n, "item"),
         pos_weight=_pos_weight(pos_weight, task, k),
         label_smoothing=_scalar(label_smoothing, "label_smoothing", low=0, high=1),
         focal_gamma=_scalar(focal_gamma, "focal_gamma", low=0),
-        focal_alpha=None if focal_alpha is None else _scalar(focal_alpha, "focal_alpha", low=0,
-                                                             high=1),
+        focal_alpha=None
+        if focal_alpha is None
+        else _scalar(focal_alpha, "focal_alpha", low=0, high=1),
         confidence=confidence,
         decision_threshold=_scalar(decision_threshold, "decision_threshold", low=0, high=1),
         clip_eps=_scalar(clip_eps, "clip_eps", low=0, high=0.5, low_open=True, high_open=True),
@@ -496,28 +562,44 @@ def _check_ignore_index(value: Any) -> int | None:
     return int(value)
 
 
-def check_batch(predictions: Any, labels: Any = None, *, task: str | None = None,
-                input_type: str = "probabilities", ignore_index: Any = None,
-                renormalize: bool = False, sum_tolerance: Any = 1e-4, class_names: Any = None,
-                **options: Any) -> Batch:
+def check_batch(
+    predictions: Any,
+    labels: Any = None,
+    *,
+    task: str | None = None,
+    input_type: str = "probabilities",
+    ignore_index: Any = None,
+    renormalize: bool = False,
+    sum_tolerance: Any = 1e-4,
+    class_names: Any = None,
+    **options: Any,
+) -> Batch:
     """Check everything a scoring call receives; return the trusted :class:`Batch`."""
     if input_type not in INPUT_TYPES:
-        raise InputError(("input_type",), f"{input_type!r} is not one of "
-                         f"{', '.join(INPUT_TYPES)}", kind="enum")
+        raise InputError(
+            ("input_type",), f"{input_type!r} is not one of {', '.join(INPUT_TYPES)}", kind="enum"
+        )
     tol = _scalar(sum_tolerance, "sum_tolerance", low=0, high=1)
     raw = _as_array(predictions, "predictions")
     the_task = _task_for(raw, task)
-    x = _check_predictions(_as_float(raw, "predictions"), the_task, input_type, tol,  # type: ignore[arg-type]
-                           bool(renormalize))
+    x = _check_predictions(
+        _as_float(raw, "predictions"),
+        the_task,
+        input_type,
+        tol,
+        bool(renormalize),
+    )
     n = x.shape[0]
     k = 2 if the_task == "binary" else x.shape[1]
     names = _check_class_names(class_names, the_task, k)
-    checked = None if labels is None else _check_labels(labels, the_task, n, k,
-                                                        _check_ignore_index(ignore_index), names,
-                                                        tol)
+    checked = (
+        None
+        if labels is None
+        else _check_labels(labels, the_task, n, k, _check_ignore_index(ignore_index), names, tol)
+    )
     if labels is None and ignore_index is not None:
         _check_ignore_index(ignore_index)
     opts = check_options(the_task, n, k, **options)
     if opts.confidence == "true_class" and checked is None:
         raise InputError(("confidence",), "'true_class' needs labels")
-    return Batch(the_task, input_type, x, n, k, checked, opts, names)  # type: ignore[arg-type]
+    return Batch(the_task, input_type, x, n, k, checked, opts, names)

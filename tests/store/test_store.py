@@ -22,15 +22,19 @@ PG_URL = os.environ.get("XENT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0
 
 def _pg_available() -> str | None:
     try:
-        engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"),
-                                  connect_args={"connect_timeout": 3})
+        engine = sa.create_engine(
+            PG_URL.replace("postgresql://", "postgresql+psycopg://"),
+            connect_args={"connect_timeout": 3},
+        )
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         engine.dispose()
         return None
     except Exception as exc:  # any failure: no server here
-        return f"no PostgreSQL reachable at {PG_URL} ({type(exc).__name__}); start it or set " \
-               "XENT_TEST_POSTGRES_URL"
+        return (
+            f"no PostgreSQL reachable at {PG_URL} ({type(exc).__name__}); start it or set "
+            "XENT_TEST_POSTGRES_URL"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +83,9 @@ def test_windowed_figures_equal_scoring_the_concatenation(store: SqlStore) -> No
     flag = {"min_confidence": 0.6, "misclassified": True}
     for z, y, t in ((z1, y1, 100.0), (z2, y2, 200.0)):
         r = xc.score(z, y, input_type="logits", flag=flag)
-        assert store.record(stream="s", task="multiclass", summary=summarize(r),
-                            flagged=flagged_rows(r, None), at=t)
+        assert store.record(
+            stream="s", task="multiclass", summary=summarize(r), flagged=flagged_rows(r, None), at=t
+        )
     merged = sum((b.summary for b in store.batches_in("s")), BatchSummary())
     got = figures(merged)
     z, y = np.concatenate([z1, z2]), np.concatenate([y1, y2])
@@ -99,20 +104,36 @@ def test_windowed_figures_equal_scoring_the_concatenation(store: SqlStore) -> No
 def test_idempotency_key_counts_a_retry_once(store: SqlStore) -> None:
     z, y = _batch(3)
     r = xc.score(z, y, input_type="logits")
-    assert store.record(stream="s", task="multiclass", summary=summarize(r), flagged=[],
-                        idempotency_key="abc") is True
-    assert store.record(stream="s", task="multiclass", summary=summarize(r), flagged=[],
-                        idempotency_key="abc") is False
-    assert store.record(stream="t", task="multiclass", summary=summarize(r), flagged=[],
-                        idempotency_key="abc") is True  # keys are per stream
+    assert (
+        store.record(
+            stream="s", task="multiclass", summary=summarize(r), flagged=[], idempotency_key="abc"
+        )
+        is True
+    )
+    assert (
+        store.record(
+            stream="s", task="multiclass", summary=summarize(r), flagged=[], idempotency_key="abc"
+        )
+        is False
+    )
+    assert (
+        store.record(
+            stream="t", task="multiclass", summary=summarize(r), flagged=[], idempotency_key="abc"
+        )
+        is True
+    )  # keys are per stream
     assert len(store.batches_in("s")) == 1
     assert {name for name, _, _ in store.stream_names()} == {"s", "t"}
 
 
 def test_flagged_items_newest_first_with_cursor(store: SqlStore) -> None:
     probs = np.array([[0.9, 0.1], [0.55, 0.45], [0.4, 0.6], [0.5, 0.5]])
-    r = xc.score(probs, ["a", "b", "b", "a"], class_names=["a", "b"],
-                 flag={"min_confidence": 0.7, "misclassified": True})
+    r = xc.score(
+        probs,
+        ["a", "b", "b", "a"],
+        class_names=["a", "b"],
+        flag={"min_confidence": 0.7, "misclassified": True},
+    )
     ids = ["i0", 11, "i2", "i3"]
     assert record_batch(store, stream="f", task="multiclass", result=r, ids=ids)
     page1, cursor = store.flagged("f", limit=2)
@@ -153,8 +174,14 @@ def _writer(url: str, worker: int, n: int) -> None:
     store = SqlStore.from_url(url)
     r = xc.score(np.array([0.2, 0.9, 0.6]), np.array([0, 1, 0]), flag={"misclassified": True})
     for i in range(n):
-        assert record_batch(store, stream="c", task="binary", result=r, ids=[1, 2, 3],
-                            idempotency_key=f"{worker}-{i}")
+        assert record_batch(
+            store,
+            stream="c",
+            task="binary",
+            result=r,
+            ids=[1, 2, 3],
+            idempotency_key=f"{worker}-{i}",
+        )
     store.close()
 
 

@@ -44,6 +44,8 @@ def test_stream_metrics_count_and_cap() -> None:
     assert 'xent_stream_items_scored_total{stream="a",task="binary"} 3.0' in text
     assert f'xent_stream_items_scored_total{{stream="{OTHER_STREAM}",task="binary"}} 6.0' in text
     assert 'stream="c"' not in text
-    assert ('xent_stream_items_flagged_total{reason="misclassified",stream="a",task="binary"} 1.0'
-            in text)
+    assert (
+        'xent_stream_items_flagged_total{reason="misclassified",stream="a",task="binary"} 1.0'
+        in text
+    )
     assert 'xent_stream_item_loss_count{stream="a",task="binary"} 3.0' in text
