@@ -39,17 +39,35 @@ class StreamMetrics:
         self.max_streams = max_streams
         self._seen: set[str] = set()
         self._lock = threading.Lock()
-        self.items = Counter("xent_stream_items_scored_total", "Items scored under a stream",
-                             ["stream", "task"], **kw)
-        self.flagged = Counter("xent_stream_items_flagged_total",
-                               "Items flagged under a stream, by reason",
-                               ["stream", "task", "reason"], **kw)
-        self.loss = Histogram("xent_stream_item_loss", "Per-item loss of scored items",
-                              ["stream", "task"], buckets=_LOSS_BUCKETS, **kw)
-        self.confidence = Histogram("xent_stream_item_confidence", "Per-item confidence",
-                                    ["stream", "task"], buckets=_UNIT_BUCKETS, **kw)
-        self.store_errors = Counter("xent_store_errors_total",
-                                    "Batches that could not be recorded in the store", **kw)
+        self.items = Counter(
+            "xent_stream_items_scored_total",
+            "Items scored under a stream",
+            ["stream", "task"],
+            **kw,
+        )
+        self.flagged = Counter(
+            "xent_stream_items_flagged_total",
+            "Items flagged under a stream, by reason",
+            ["stream", "task", "reason"],
+            **kw,
+        )
+        self.loss = Histogram(
+            "xent_stream_item_loss",
+            "Per-item loss of scored items",
+            ["stream", "task"],
+            buckets=_LOSS_BUCKETS,
+            **kw,
+        )
+        self.confidence = Histogram(
+            "xent_stream_item_confidence",
+            "Per-item confidence",
+            ["stream", "task"],
+            buckets=_UNIT_BUCKETS,
+            **kw,
+        )
+        self.store_errors = Counter(
+            "xent_store_errors_total", "Batches that could not be recorded in the store", **kw
+        )
 
     def label(self, stream: str) -> str:
         """The stream's label, or ``other`` once ``max_streams`` distinct labels exist."""
@@ -121,19 +139,31 @@ def flagged_rows(result: ScoreResult, ids: Sequence[Any] | None) -> list[Flagged
                 label = [names[k] if names else k for k in np.flatnonzero(truth).tolist()]
             else:
                 label = names[int(truth)] if names else int(truth)
-        rows.append(FlaggedRow(
-            index=i, item_id=None if ids is None else _plain(ids[i]),
-            confidence=_finite(float(result.confidence[i])),
-            loss=None if result.item_loss is None else _finite(float(result.item_loss[i])),
-            predicted=_plain(predicted[i]), label=label,
-            reasons=[r for r in REASONS if getattr(result.masks, r)[i]]))
+        rows.append(
+            FlaggedRow(
+                index=i,
+                item_id=None if ids is None else _plain(ids[i]),
+                confidence=_finite(float(result.confidence[i])),
+                loss=None if result.item_loss is None else _finite(float(result.item_loss[i])),
+                predicted=_plain(predicted[i]),
+                label=label,
+                reasons=[r for r in REASONS if getattr(result.masks, r)[i]],
+            )
+        )
     return rows
 
 
-def record_batch(store: Store | None, *, stream: str, task: str, result: ScoreResult,
-                 ids: Sequence[Any] | None = None, labels_given: bool = True,
-                 idempotency_key: str | None = None,
-                 metrics: StreamMetrics | None = None) -> bool:
+def record_batch(
+    store: Store | None,
+    *,
+    stream: str,
+    task: str,
+    result: ScoreResult,
+    ids: Sequence[Any] | None = None,
+    labels_given: bool = True,
+    idempotency_key: str | None = None,
+    metrics: StreamMetrics | None = None,
+) -> bool:
     """Record a scored batch under ``stream``; True if the store has it, never raises.
 
     A batch whose ``idempotency_key`` the stream already has is not written again and not
@@ -145,9 +175,13 @@ def record_batch(store: Store | None, *, stream: str, task: str, result: ScoreRe
         log.error("batch for stream %r not recorded: no store", stream)
     else:
         try:
-            fresh = store.record(stream=stream, task=task, summary=summarize(result),
-                                 flagged=flagged_rows(result, ids),
-                                 idempotency_key=idempotency_key)
+            fresh = store.record(
+                stream=stream,
+                task=task,
+                summary=summarize(result),
+                flagged=flagged_rows(result, ids),
+                idempotency_key=idempotency_key,
+            )
             recorded = True
         except Exception:
             log.exception("batch for stream %r not recorded", stream)

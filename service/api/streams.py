@@ -28,8 +28,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 StreamName = Annotated[str, Path(pattern=STREAM_PATTERN, description="The stream's name")]
-Since = Annotated[str | None, Query(description="ISO 8601 start (inclusive); UTC if no offset",
-                                    examples=["2026-11-23T00:00:00Z"])]
+Since = Annotated[
+    str | None,
+    Query(
+        description="ISO 8601 start (inclusive); UTC if no offset",
+        examples=["2026-11-23T00:00:00Z"],
+    ),
+]
 Until = Annotated[str | None, Query(description="ISO 8601 end (exclusive); default now")]
 
 
@@ -84,18 +89,32 @@ def list_streams(request: Request) -> dict[str, Any]:
     for name, last_seen, n_batches in store.stream_names():
         rows = store.batches_in(name)
         total = reduce(lambda a, b: a + b, (r.summary for r in rows), BatchSummary())
-        out.append({"stream": name, "n_batches": n_batches, "last_seen": iso(last_seen),
-                    "total": figures(total)})
+        out.append(
+            {
+                "stream": name,
+                "n_batches": n_batches,
+                "last_seen": iso(last_seen),
+                "total": figures(total),
+            }
+        )
     return {"streams": out}
 
 
-@router.get("/{stream}/summary", summary="Exact figures of a stream over a time window",
-            responses=_ERRORS)
-def stream_summary(request: Request, stream: StreamName, since: Since = None,
-                   until: Until = None,
-                   bucket: Annotated[str | None, Query(
-                       description="Bucket width: 30s, 5m, 1h, 1d, 1w; one bucket when absent",
-                       examples=["5m"])] = None) -> dict[str, Any]:
+@router.get(
+    "/{stream}/summary", summary="Exact figures of a stream over a time window", responses=_ERRORS
+)
+def stream_summary(
+    request: Request,
+    stream: StreamName,
+    since: Since = None,
+    until: Until = None,
+    bucket: Annotated[
+        str | None,
+        Query(
+            description="Bucket width: 30s, 5m, 1h, 1d, 1w; one bucket when absent", examples=["5m"]
+        ),
+    ] = None,
+) -> dict[str, Any]:
     """Figures recomputed exactly from the recorded sums of every batch in [since, until).
 
     ``total`` also carries ``reliability``, the window's 15 uniform calibration bins
@@ -125,17 +144,27 @@ def stream_summary(request: Request, stream: StreamName, since: Since = None,
         if len(groups) > MAX_BUCKETS:
             raise _query_error("bucket", f"more than {MAX_BUCKETS} buckets: widen the bucket")
         buckets = [_bucket_row(k * width, (k + 1) * width, s) for k, s in sorted(groups.items())]
-    return {"stream": stream, "since": None if t0 is None else iso(t0), "until": iso(end),
-            "total": {**figures(total), "reliability": reliability(total)}, "buckets": buckets}
+    return {
+        "stream": stream,
+        "since": None if t0 is None else iso(t0),
+        "until": iso(end),
+        "total": {**figures(total), "reliability": reliability(total)},
+        "buckets": buckets,
+    }
 
 
-@router.get("/{stream}/flagged", summary="Flagged items of a stream, newest first",
-            responses=_ERRORS)
-def stream_flagged(request: Request, stream: StreamName, since: Since = None,
-                   limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 100,
-                   cursor: Annotated[str | None, Query(
-                       max_length=64, description="`next_cursor` of the previous page")] = None,
-                   ) -> dict[str, Any]:
+@router.get(
+    "/{stream}/flagged", summary="Flagged items of a stream, newest first", responses=_ERRORS
+)
+def stream_flagged(
+    request: Request,
+    stream: StreamName,
+    since: Since = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+    ] = None,
+) -> dict[str, Any]:
     """Flagged items with time, id, index, confidence, loss, predicted, label and reasons.
 
     ``label`` is the item's true class (its name with ``class_names``; null without labels).

@@ -27,9 +27,16 @@ class Store(Protocol):
         """Release connections."""
         ...
 
-    def record(self, *, stream: str, task: str, summary: BatchSummary,
-               flagged: Sequence[FlaggedRow], idempotency_key: str | None = None,
-               at: float | None = None) -> bool:
+    def record(
+        self,
+        *,
+        stream: str,
+        task: str,
+        summary: BatchSummary,
+        flagged: Sequence[FlaggedRow],
+        idempotency_key: str | None = None,
+        at: float | None = None,
+    ) -> bool:
         """Write a batch and its flagged items atomically.
 
         True when written, False when the idempotency key was already recorded; raises on
@@ -37,8 +44,9 @@ class Store(Protocol):
         """
         ...
 
-    def batches_in(self, stream: str, since: float | None = None,
-                   until: float | None = None) -> list[StoredBatch]:
+    def batches_in(
+        self, stream: str, since: float | None = None, until: float | None = None
+    ) -> list[StoredBatch]:
         """The batches of a stream in [since, until), oldest first."""
         ...
 
@@ -46,8 +54,14 @@ class Store(Protocol):
         """(stream, last-seen epoch seconds, batch count) of every stream."""
         ...
 
-    def flagged(self, stream: str, *, since: float | None = None, limit: int = 100,
-                cursor: int | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    def flagged(
+        self,
+        stream: str,
+        *,
+        since: float | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """Flagged items, newest first, and the next page's cursor."""
         ...
 

@@ -29,32 +29,60 @@ __all__ = ["SCHEMA_VERSION", "FlaggedRow", "SqlStore", "StoredBatch", "engine_fo
 log = logging.getLogger("xent.store")
 
 SCHEMA_VERSION = 1
-_SCALARS = ("n_items", "n_scored", "loss_sum", "weight_sum", "confidence_sum", "confidence_count",
-            "flagged", "low_confidence", "high_loss", "misclassified", "correct")
+_SCALARS = (
+    "n_items",
+    "n_scored",
+    "loss_sum",
+    "weight_sum",
+    "confidence_sum",
+    "confidence_count",
+    "flagged",
+    "low_confidence",
+    "high_loss",
+    "misclassified",
+    "correct",
+)
 
 metadata = sa.MetaData()
-schema_version = sa.Table("xent_schema_version", metadata,
-                          sa.Column("version", sa.Integer, nullable=False))
+schema_version = sa.Table(
+    "xent_schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
+)
 batches = sa.Table(
-    "xent_batches", metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
+    "xent_batches",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("stream", sa.String(128), nullable=False),
     sa.Column("time", sa.Float(53), nullable=False),
     sa.Column("task", sa.String(16), nullable=False),
     sa.Column("idempotency_key", sa.String(200), nullable=True),
-    *(sa.Column(name, sa.Float(53) if "sum" in name else sa.BigInteger, nullable=False)
-      for name in _SCALARS),
+    *(
+        sa.Column(name, sa.Float(53) if "sum" in name else sa.BigInteger, nullable=False)
+        for name in _SCALARS
+    ),
     sa.Column("bins", sa.Text, nullable=False),
     sa.UniqueConstraint("stream", "idempotency_key", name="xent_batches_idem"),
     sa.Index("xent_batches_stream_time", "stream", "time"),
 )
 flagged_items = sa.Table(
-    "xent_flagged_items", metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
-    sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("xent_batches.id", ondelete="CASCADE"),
-              nullable=False),
+    "xent_flagged_items",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column(
+        "batch_id",
+        sa.BigInteger,
+        sa.ForeignKey("xent_batches.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("stream", sa.String(128), nullable=False),
     sa.Column("time", sa.Float(53), nullable=False),
     sa.Column("item_id", sa.Text, nullable=True),
@@ -110,8 +138,9 @@ def engine_for(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 5.0})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
-                            connect_args={"connect_timeout": 5})
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5}
+    )
 
 
 def _json(value: Any) -> str:
@@ -155,8 +184,10 @@ class SqlStore:
             if found is None:
                 conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
             elif found > SCHEMA_VERSION:
-                raise RuntimeError(f"store schema version {found} is newer than this service "
-                                   f"({SCHEMA_VERSION}); upgrade the service")
+                raise RuntimeError(
+                    f"store schema version {found} is newer than this service "
+                    f"({SCHEMA_VERSION}); upgrade the service"
+                )
 
     def ping(self) -> bool:
         try:
@@ -170,9 +201,16 @@ class SqlStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def record(self, *, stream: str, task: str, summary: BatchSummary,
-               flagged: Sequence[FlaggedRow], idempotency_key: str | None = None,
-               at: float | None = None) -> bool:
+    def record(
+        self,
+        *,
+        stream: str,
+        task: str,
+        summary: BatchSummary,
+        flagged: Sequence[FlaggedRow],
+        idempotency_key: str | None = None,
+        at: float | None = None,
+    ) -> bool:
         """Write one batch and its flagged items in one transaction.
 
         Returns True when written, False when ``idempotency_key`` was already recorded for this
@@ -183,17 +221,37 @@ class SqlStore:
         bins = _json([summary.bin_count, summary.bin_confidence_sum, summary.bin_correct_sum])
         try:
             with self._tx() as conn:
-                batch_id = conn.execute(batches.insert().values(
-                    stream=stream, time=now, task=task, idempotency_key=idempotency_key,
-                    bins=bins, **values)).inserted_primary_key[0]
+                inserted = conn.execute(
+                    batches.insert().values(
+                        stream=stream,
+                        time=now,
+                        task=task,
+                        idempotency_key=idempotency_key,
+                        bins=bins,
+                        **values,
+                    )
+                ).inserted_primary_key
+                assert inserted is not None
+                batch_id = inserted[0]
                 if flagged:
-                    conn.execute(flagged_items.insert(), [
-                        {"batch_id": batch_id, "stream": stream, "time": now,
-                         "item_id": None if f.item_id is None else _json(f.item_id),
-                         "item_index": f.index, "confidence": f.confidence, "loss": f.loss,
-                         "predicted": _json(f.predicted),
-                         "label": None if f.label is None else _json(f.label),
-                         "reasons": ",".join(f.reasons)} for f in flagged])
+                    conn.execute(
+                        flagged_items.insert(),
+                        [
+                            {
+                                "batch_id": batch_id,
+                                "stream": stream,
+                                "time": now,
+                                "item_id": None if f.item_id is None else _json(f.item_id),
+                                "item_index": f.index,
+                                "confidence": f.confidence,
+                                "loss": f.loss,
+                                "predicted": _json(f.predicted),
+                                "label": None if f.label is None else _json(f.label),
+                                "reasons": ",".join(f.reasons),
+                            }
+                            for f in flagged
+                        ],
+                    )
         except sa.exc.IntegrityError:
             if idempotency_key is None or not self._has_key(stream, idempotency_key):
                 raise
@@ -202,12 +260,14 @@ class SqlStore:
 
     def _has_key(self, stream: str, key: str) -> bool:
         with self.engine.connect() as conn:
-            q = sa.select(batches.c.id).where(batches.c.stream == stream,
-                                              batches.c.idempotency_key == key)
+            q = sa.select(batches.c.id).where(
+                batches.c.stream == stream, batches.c.idempotency_key == key
+            )
             return conn.execute(q).first() is not None
 
-    def batches_in(self, stream: str, since: float | None = None,
-                   until: float | None = None) -> list[StoredBatch]:
+    def batches_in(
+        self, stream: str, since: float | None = None, until: float | None = None
+    ) -> list[StoredBatch]:
         """Every batch of ``stream`` with since <= time < until, oldest first."""
         q = sa.select(batches).where(batches.c.stream == stream).order_by(batches.c.time)
         if since is not None:
@@ -219,37 +279,59 @@ class SqlStore:
         out = []
         for row in rows:
             count, conf_sum, correct_sum = orjson.loads(row["bins"])
-            s = BatchSummary(**{name: row[name] for name in _SCALARS}, bin_count=count,
-                             bin_confidence_sum=conf_sum, bin_correct_sum=correct_sum)
+            s = BatchSummary(
+                **{name: row[name] for name in _SCALARS},
+                bin_count=count,
+                bin_confidence_sum=conf_sum,
+                bin_correct_sum=correct_sum,
+            )
             out.append(StoredBatch(float(row["time"]), str(row["task"]), s))
         return out
 
     def stream_names(self) -> list[tuple[str, float, int]]:
         """(stream, last-seen time, batch count) of every stream, by name."""
-        q = (sa.select(batches.c.stream, sa.func.max(batches.c.time), sa.func.count())
-             .group_by(batches.c.stream).order_by(batches.c.stream))
+        q = (
+            sa.select(batches.c.stream, sa.func.max(batches.c.time), sa.func.count())
+            .group_by(batches.c.stream)
+            .order_by(batches.c.stream)
+        )
         with self.engine.connect() as conn:
             return [(str(s), float(t), int(n)) for s, t, n in conn.execute(q).all()]
 
-    def flagged(self, stream: str, *, since: float | None = None, limit: int = 100,
-                cursor: int | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    def flagged(
+        self,
+        stream: str,
+        *,
+        since: float | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """Flagged items of ``stream``, newest first, and the cursor of the next page."""
-        q = (sa.select(flagged_items).where(flagged_items.c.stream == stream)
-             .order_by(flagged_items.c.id.desc()).limit(limit + 1))
+        q = (
+            sa.select(flagged_items)
+            .where(flagged_items.c.stream == stream)
+            .order_by(flagged_items.c.id.desc())
+            .limit(limit + 1)
+        )
         if since is not None:
             q = q.where(flagged_items.c.time >= since)
         if cursor is not None:
             q = q.where(flagged_items.c.id < cursor)
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
-        items = [{
-            "time": float(r["time"]),
-            "id": None if r["item_id"] is None else orjson.loads(r["item_id"]),
-            "index": int(r["item_index"]), "confidence": r["confidence"], "loss": r["loss"],
-            "predicted": orjson.loads(r["predicted"]),
-            "label": None if r["label"] is None else orjson.loads(r["label"]),
-            "reasons": [x for x in str(r["reasons"]).split(",") if x],
-        } for r in rows[:limit]]
+        items = [
+            {
+                "time": float(r["time"]),
+                "id": None if r["item_id"] is None else orjson.loads(r["item_id"]),
+                "index": int(r["item_index"]),
+                "confidence": r["confidence"],
+                "loss": r["loss"],
+                "predicted": orjson.loads(r["predicted"]),
+                "label": None if r["label"] is None else orjson.loads(r["label"]),
+                "reasons": [x for x in str(r["reasons"]).split(",") if x],
+            }
+            for r in rows[:limit]
+        ]
         more = len(rows) > limit
         return items, (_encode_cursor(int(rows[limit - 1]["id"])) if more and limit else None)
 

@@ -1,0 +1,91 @@
+"""``create_app(settings)`` builds the service; ``app`` is the one ``xent serve`` runs.
+
+Middleware, outermost first: CORS (when ``XENT_CORS_ORIGINS`` is set), request context (request
+id, metrics, the 500 answer), API keys (401 on /v1/...), limits (415, 413, 408, 503).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+import xentcore
+from service import deps
+from service.api import calibration, health, scoring, sequences, streams
+from service.auth import ApiKeyMiddleware
+from service.batch import in_thread
+from service.context import RequestContextMiddleware
+from service.errors import install_error_handlers
+from service.limits import LimitsMiddleware
+from service.metrics import Metrics
+from service.openapi import install_openapi
+from service.schemas import (
+    BatchRequest,
+    CalibrationRequest,
+    LabelledBatchRequest,
+    SequencesRequest,
+)
+from service.settings import Settings, get_settings
+
+__all__ = ["app", "create_app"]
+
+log = logging.getLogger("service")
+
+DESCRIPTION = """Cross-entropy loss, confidence, predictions, flags and calibration of model
+outputs, and perplexity of generated sequences. Every number is computed by `xentcore`.
+
+Errors: 422 names the field and index of invalid input (`loc`), 413 a body or batch over the
+limits, 415 a non-JSON body, 401 a missing or wrong API key, 503 an overloaded instance (retry
+after `Retry-After`). Error bodies never contain the submitted input."""
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    app.state.store = await in_thread(lambda: deps.open_store(settings))
+    try:
+        yield
+    finally:
+        store, app.state.store = app.state.store, None
+        await in_thread(lambda: deps.close_store(store))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app with its own settings, metrics registry and (from its lifespan) store."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="xentcore", version=xentcore.__version__, description=DESCRIPTION, lifespan=_lifespan
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics = Metrics(max_streams=settings.max_streams)
+    app.state.store = None
+    routers = [m.router for m in (scoring, calibration, sequences, streams, health)]
+    for router in routers:
+        app.include_router(router)
+    install_error_handlers(app)
+    install_openapi(
+        app,
+        [BatchRequest, LabelledBatchRequest, CalibrationRequest, SequencesRequest],
+        metrics_key=settings.metrics_require_key,
+    )
+    # add_middleware puts each one outside the ones added before it.
+    app.add_middleware(LimitsMiddleware, settings=settings, metrics=metrics)
+    app.add_middleware(ApiKeyMiddleware, settings=settings)
+    endpoints = [route for router in routers for route in router.routes]
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, routes=endpoints)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    return app
+
+
+app = create_app()

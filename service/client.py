@@ -1,0 +1,345 @@
+"""Python client of the service: ``Client`` (blocking) and ``AsyncClient``, over httpx.
+
+Arrays may be numpy arrays or lists. Large numeric numpy arrays (``binary_threshold`` elements
+or more) are sent as binary tensors (API.md section 8): no JSON text is made for them and the
+server reads them without parsing. Results come back as the typed response models of
+``service.schemas``; an error answer raises :class:`XentError` with the status and ``detail``.
+
+>>> from service.client import Client
+>>> with Client("http://127.0.0.1:8000", api_key="...") as xent:  # doctest: +SKIP
+...     r = xent.score(probabilities, labels, ids=ids, flag={"min_confidence": 0.6})
+...     r.loss.mean, r.flagged.ids
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+import numpy as np
+import orjson
+from pydantic import BaseModel
+
+from service.schemas import (
+    CalibrationResponse,
+    ConfidenceResponse,
+    FlagResponse,
+    LossResponse,
+    ScoreResponse,
+    SequencesResponse,
+)
+
+__all__ = ["AsyncClient", "Client", "XentError"]
+
+R = TypeVar("R", bound=BaseModel)
+
+_TENSOR_FIELDS = ("predictions", "labels", "sample_weights", "class_weights")
+_DATATYPES = {"f2": "FP16", "f4": "FP32", "f8": "FP64", "i4": "INT32", "i8": "INT64"}
+
+
+class XentError(Exception):
+    """An error answer of the service: ``status_code``, ``detail`` (the 422 list or a message),
+    and ``request_id`` to quote when reporting a 500."""
+
+    def __init__(self, status_code: int, detail: Any, request_id: str | None = None) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        self.request_id = request_id
+        super().__init__(f"HTTP {status_code}: {_describe(detail)}")
+
+
+def _describe(detail: Any) -> str:
+    if isinstance(detail, list):
+        parts = []
+        for err in detail:
+            loc = [str(p) for p in err.get("loc", ())][1:]  # drop the leading "body"
+            parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg')}")
+        return "; ".join(parts)
+    return str(detail)
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy arrays in a form orjson serializes (C-contiguous, no float16 / object dtype)."""
+    if not isinstance(value, np.ndarray):
+        return value
+    if value.dtype.kind in "OUS":
+        return value.tolist()
+    if value.dtype == np.float16:
+        value = value.astype(np.float32)
+    return np.ascontiguousarray(value)
+
+
+def _tensor(value: np.ndarray[Any, Any]) -> tuple[dict[str, Any], bytes] | None:
+    """A ``TensorRef`` and the little-endian bytes of ``value``, or None if it has no datatype."""
+    code = f"{value.dtype.kind}{value.dtype.itemsize}"
+    if code in ("i1", "i2", "u1", "u2", "u4"):
+        value, code = value.astype(np.int64), "i8"
+    if code not in _DATATYPES or value.ndim not in (1, 2):
+        return None
+    data = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tobytes()
+    ref = {"datatype": _DATATYPES[code], "shape": list(value.shape), "binary_data_size": len(data)}
+    return ref, data
+
+
+def encode(fields: Mapping[str, Any], binary_threshold: int | None) -> tuple[bytes, dict[str, str]]:
+    """A request body and its headers: JSON, or JSON + binary tensors for large arrays."""
+    body = {name: _jsonable(value) for name, value in fields.items() if value is not None}
+    chunks: list[bytes] = []
+    if binary_threshold is not None:
+        for name in _TENSOR_FIELDS:
+            value = body.get(name)
+            if isinstance(value, np.ndarray) and value.size >= binary_threshold:
+                made = _tensor(value)
+                if made is not None:
+                    body[name], data = made
+                    chunks.append(data)
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return header, {"Content-Type": "application/json"}
+    return header + b"".join(chunks), {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(header)),
+    }
+
+
+def _sequences(sequences: Sequence[Any]) -> list[Any]:
+    """Arrays or lists of log-probs become ``{"token_logprobs": ...}``; dicts pass through."""
+    return [
+        seq if isinstance(seq, Mapping) else {"token_logprobs": _jsonable(seq)} for seq in sequences
+    ]
+
+
+def _result(response: httpx.Response, model: type[R]) -> R:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text[:500]
+        raise XentError(response.status_code, detail, response.headers.get("x-request-id"))
+    return model.model_validate_json(response.content)
+
+
+class _Requests:
+    """Request building shared by both clients."""
+
+    def __init__(self, base_url: str, api_key: str | None, binary_threshold: int | None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.binary_threshold = binary_threshold
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def build(
+        self, predictions: Any, labels: Any, options: dict[str, Any], idempotency_key: str | None
+    ) -> tuple[bytes, dict[str, str]]:
+        fields = {"predictions": predictions, "labels": labels, **options}
+        content, headers = encode(fields, self.binary_threshold)
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return content, headers
+
+
+class Client(_Requests):
+    """Blocking client. Options are the request fields of API.md (``task=``, ``flag=``, ...)."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        binary_threshold: int | None = 65_536,
+        http: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, binary_threshold)
+        self.http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def _post(self, path: str, content: bytes, headers: dict[str, str], model: type[R]) -> R:
+        response = self.http.post(path, content=content, headers={**self.headers, **headers})
+        return _result(response, model)
+
+    def _batch(
+        self,
+        path: str,
+        model: type[R],
+        predictions: Any,
+        labels: Any,
+        idempotency_key: str | None,
+        options: dict[str, Any],
+    ) -> R:
+        content, headers = self.build(predictions, labels, options, idempotency_key)
+        return self._post(path, content, headers, model)
+
+    def score(
+        self,
+        predictions: Any,
+        labels: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> ScoreResponse:
+        """``POST /v1/score``."""
+        return self._batch(
+            "/v1/score", ScoreResponse, predictions, labels, idempotency_key, options
+        )
+
+    def loss(
+        self, predictions: Any, labels: Any, *, idempotency_key: str | None = None, **options: Any
+    ) -> LossResponse:
+        """``POST /v1/loss`` (labels required)."""
+        return self._batch("/v1/loss", LossResponse, predictions, labels, idempotency_key, options)
+
+    def confidence(
+        self,
+        predictions: Any,
+        labels: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> ConfidenceResponse:
+        """``POST /v1/confidence``."""
+        return self._batch(
+            "/v1/confidence", ConfidenceResponse, predictions, labels, idempotency_key, options
+        )
+
+    def flag(
+        self,
+        predictions: Any,
+        labels: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> FlagResponse:
+        """``POST /v1/flag``: the flagged items only."""
+        return self._batch("/v1/flag", FlagResponse, predictions, labels, idempotency_key, options)
+
+    def calibration(
+        self, predictions: Any, labels: Any, *, idempotency_key: str | None = None, **options: Any
+    ) -> CalibrationResponse:
+        """``POST /v1/calibration`` (``n_bins=``, ``strategy=``, ``fit_temperature=``)."""
+        return self._batch(
+            "/v1/calibration", CalibrationResponse, predictions, labels, idempotency_key, options
+        )
+
+    def score_sequences(
+        self,
+        sequences: Sequence[Any],
+        *,
+        flag: Mapping[str, Any] | None = None,
+        stream: str | None = None,
+    ) -> SequencesResponse:
+        """``POST /v1/sequences/score``; a sequence is an array of token log-probs or a dict
+        (``{"id", "token_logprobs"}`` or ``{"id", "logprobs": <OpenAI logprobs>}``)."""
+        body = {"sequences": _sequences(sequences), "flag": flag, "stream": stream}
+        content, headers = encode(body, None)
+        return self._post("/v1/sequences/score", content, headers, SequencesResponse)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(_Requests):
+    """The same methods as :class:`Client`, awaitable."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        binary_threshold: int | None = 65_536,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, binary_threshold)
+        self.http = http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+
+    async def _post(self, path: str, content: bytes, headers: dict[str, str], model: type[R]) -> R:
+        response = await self.http.post(path, content=content, headers={**self.headers, **headers})
+        return _result(response, model)
+
+    async def _batch(
+        self,
+        path: str,
+        model: type[R],
+        predictions: Any,
+        labels: Any,
+        idempotency_key: str | None,
+        options: dict[str, Any],
+    ) -> R:
+        content, headers = self.build(predictions, labels, options, idempotency_key)
+        return await self._post(path, content, headers, model)
+
+    async def score(
+        self,
+        predictions: Any,
+        labels: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> ScoreResponse:
+        return await self._batch(
+            "/v1/score", ScoreResponse, predictions, labels, idempotency_key, options
+        )
+
+    async def loss(
+        self, predictions: Any, labels: Any, *, idempotency_key: str | None = None, **options: Any
+    ) -> LossResponse:
+        return await self._batch(
+            "/v1/loss", LossResponse, predictions, labels, idempotency_key, options
+        )
+
+    async def confidence(
+        self,
+        predictions: Any,
+        labels: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> ConfidenceResponse:
+        return await self._batch(
+            "/v1/confidence", ConfidenceResponse, predictions, labels, idempotency_key, options
+        )
+
+    async def flag(
+        self,
+        predictions: Any,
+        labels: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> FlagResponse:
+        return await self._batch(
+            "/v1/flag", FlagResponse, predictions, labels, idempotency_key, options
+        )
+
+    async def calibration(
+        self, predictions: Any, labels: Any, *, idempotency_key: str | None = None, **options: Any
+    ) -> CalibrationResponse:
+        return await self._batch(
+            "/v1/calibration", CalibrationResponse, predictions, labels, idempotency_key, options
+        )
+
+    async def score_sequences(
+        self,
+        sequences: Sequence[Any],
+        *,
+        flag: Mapping[str, Any] | None = None,
+        stream: str | None = None,
+    ) -> SequencesResponse:
+        body = {"sequences": _sequences(sequences), "flag": flag, "stream": stream}
+        content, headers = encode(body, None)
+        return await self._post("/v1/sequences/score", content, headers, SequencesResponse)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,133 @@
+"""Request limits, enforced before any parsing: body size, content type, time, in-flight work.
+
+* 415 for a POST whose ``Content-Type`` is neither JSON nor ``application/octet-stream`` (the
+  binary-tensor form); a missing type is read as JSON.
+* 413 as soon as the body is known to exceed ``max_body_bytes``: at once from a
+  ``Content-Length``, or while the body streams in (chunked uploads have no length), so no more
+  than the limit is ever held in memory.
+* 408 when the body has not fully arrived ``body_timeout`` seconds after the request started
+  (uvicorn itself has no body timeout).
+* 503 with ``Retry-After`` when ``max_concurrency`` scoring requests (POST /v1/...) are already
+  in flight, counted from their first byte to their last: the service sheds load instead of
+  queueing without bound. Health and metrics routes are never refused.
+"""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.metrics import Metrics
+from service.settings import Settings
+
+__all__ = ["JSON_TYPES", "LimitsMiddleware"]
+
+JSON_TYPES = frozenset({"application/json", "application/octet-stream"})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _json_like(content_type: str | None) -> bool:
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+class LimitsMiddleware:
+    """Pure ASGI middleware applying the limits above (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body = settings.max_body_bytes
+        self.max_in_flight = settings.max_concurrency
+        self.body_timeout = settings.body_timeout
+        self.retry_after = str(settings.retry_after_seconds)
+        self.metrics = metrics
+        self.in_flight = 0  # one event loop per app: no lock needed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        scoring = scope["method"] == "POST" and scope["path"].startswith("/v1/")
+        if scoring and self.in_flight >= self.max_in_flight:
+            busy = JSONResponse(
+                {"detail": "server busy: too many requests in flight, retry"},
+                503,
+                headers={"Retry-After": self.retry_after},
+            )
+            await busy(scope, receive, send)
+            return
+        if scoring:
+            self.in_flight += 1
+            self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, self._limited(receive), send)
+        finally:
+            if scoring:
+                self.in_flight -= 1
+                self.metrics.in_flight.dec()
+
+    def _refusal(self, scope: Scope) -> JSONResponse | None:
+        """A 415 / 413 / 400 decided from the headers alone, or None."""
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return None
+        content_type = _header(scope, b"content-type")
+        if not _json_like(content_type):
+            return JSONResponse(
+                {
+                    "detail": "unsupported content type: send application/json "
+                    "(or application/octet-stream binary tensors)"
+                },
+                415,
+            )
+        length = _header(scope, b"content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                return JSONResponse({"detail": "invalid Content-Length"}, 400)
+            if int(length) > self.max_body:
+                return JSONResponse({"detail": self._too_large()}, 413)
+        return None
+
+    def _too_large(self) -> str:
+        return f"request body exceeds XENT_MAX_BODY_BYTES = {self.max_body} bytes"
+
+    def _limited(self, receive: Receive) -> Receive:
+        """``receive`` that counts body bytes (413) and bounds the time to get them all (408)."""
+        received = 0
+        complete = False
+        deadline = anyio.current_time() + self.body_timeout
+
+        async def limited_receive() -> Message:
+            nonlocal received, complete
+            if complete:  # body done: later calls only wait for a disconnect, no deadline
+                return await receive()
+            remaining = deadline - anyio.current_time()
+            with anyio.move_on_after(max(remaining, 0.0)) as scope:
+                message = await receive()
+            if scope.cancelled_caught:
+                raise HTTPException(
+                    408, detail=f"request body not received within {math.ceil(self.body_timeout)} s"
+                )
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise HTTPException(413, detail=self._too_large())
+                complete = not message.get("more_body", False)
+            return message
+
+        return limited_receive

@@ -1,0 +1,100 @@
+"""Service settings, read from ``XENT_*`` environment variables (and nowhere else)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["LogLevel", "Settings", "get_settings"]
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+MiB = 1 << 20
+
+
+def _split(value: object) -> object:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; lists pass through (``Settings(api_keys=[...])``)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Environment variable = ``XENT_`` + the upper-cased name.
+
+    List settings (``api_keys``, ``cors_origins``) are comma-separated strings in the
+    environment, not JSON.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="XENT_", extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Interface `xent serve` binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port of `xent serve`.")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes of `xent serve`.")
+    log_level: LogLevel = Field("info", description="Log level of the service and uvicorn.")
+    database_url: str | None = Field(
+        None,
+        repr=False,
+        description="Monitoring store: `postgresql://...` or `sqlite:///path`; "
+        "default a SQLite file in `data_dir`.",
+    )
+    data_dir: Path = Field(Path("./data"), description="Directory of the default SQLite store.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="Comma-separated API keys; when set, every /v1 route needs one.",
+    )
+    metrics_require_key: bool = Field(
+        False, description="Also require an API key for GET /metrics (open by default)."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins allowed by CORS (none: off)."
+    )
+    max_body_bytes: int = Field(64 * MiB, ge=1, description="Largest request body (413 above).")
+    max_items: int = Field(1_000_000, ge=1, description="Most items (N) per batch (413 above).")
+    max_elements: int = Field(
+        50_000_000, ge=1, description="Most numbers (N x K, or tokens) per batch (413 above)."
+    )
+    min_confidence: float = Field(
+        0.5, ge=0, le=1, description="`flag.min_confidence` when a request has no `flag` object."
+    )
+    sum_tolerance: float = Field(
+        1e-4, ge=0, le=1, description="Default tolerance of multiclass row sums."
+    )
+    max_concurrency: int = Field(
+        8, ge=1, description="Scoring requests in flight at once; more get 503 + Retry-After."
+    )
+    inline_body_bytes: int = Field(
+        16 * 1024,
+        ge=0,
+        description="Bodies up to this size are scored on the event loop (their work takes "
+        "less than the hop to a worker thread); larger ones in a worker thread.",
+    )
+    retry_after_seconds: int = Field(1, ge=0, description="`Retry-After` of a 503.")
+    body_timeout: float = Field(
+        60.0, gt=0, description="Seconds a client has to send a whole request body (408 after)."
+    )
+    keep_alive_timeout: int = Field(5, ge=1, description="uvicorn idle keep-alive, seconds.")
+    max_connections: int | None = Field(
+        None, ge=1, description="uvicorn `--limit-concurrency`: open connections (503 above)."
+    )
+    max_streams: int = Field(1000, ge=1, description="Most distinct monitoring streams.")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_lists(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once from the environment."""
+    return Settings()

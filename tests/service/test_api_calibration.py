@@ -1,0 +1,83 @@
+"""/v1/calibration: hand-computed bins, ECE, MCE, Brier, NLL; the temperature fit."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+import xentcore as xc
+from service.schemas import CalibrationResponse
+
+
+def calibrate(client: Any, body: dict[str, Any], status: int = 200) -> dict[str, Any]:
+    response = client.post("/v1/calibration", json=body)
+    assert response.status_code == status, response.text
+    if status == 200:
+        CalibrationResponse.model_validate(response.json())
+    return dict(response.json())
+
+
+def test_binary_hand_computed(client: Any) -> None:
+    out = calibrate(
+        client, {"predictions": [0.9, 0.8, 0.3, 0.6], "labels": [1, 1, 0, 0], "n_bins": 5}
+    )
+    # confidences 0.9, 0.8, 0.7, 0.6; correct 1, 1, 1, 0
+    assert out["task"] == "binary" and out["n_items"] == 4 and out["n_scored"] == 4
+    assert out["ece"] == pytest.approx((0.1 + 0.5 + 0.6) / 4, rel=1e-12)
+    assert out["mce"] == pytest.approx(0.6, rel=1e-12)
+    assert out["brier"] == pytest.approx((0.01 + 0.04 + 0.09 + 0.36) / 4, rel=1e-12)
+    nll = -(math.log(0.9) + math.log(0.8) + math.log(0.7) + math.log(0.4)) / 4
+    assert out["nll"] == pytest.approx(nll, rel=1e-14)
+    assert [b["count"] for b in out["bins"]] == [0, 0, 1, 2, 1]
+    assert out["bins"][0] == {
+        "lower": 0.0,
+        "upper": 0.2,
+        "count": 0,
+        "mean_confidence": None,
+        "accuracy": None,
+    }
+    assert out["bins"][3]["mean_confidence"] == pytest.approx(0.75)
+    assert out["bins"][3]["accuracy"] == 1.0
+    assert "temperature" not in out
+
+
+def test_temperature_fit_matches_xentcore(client: Any) -> None:
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(60, 4)) * 4
+    y = rng.integers(0, 4, 60)
+    out = calibrate(
+        client,
+        {
+            "predictions": z.tolist(),
+            "labels": y.tolist(),
+            "input_type": "logits",
+            "fit_temperature": True,
+            "strategy": "quantile",
+            "n_bins": 6,
+        },
+    )
+    ref = xc.calibration(
+        z, y, input_type="logits", fit_temperature=True, strategy="quantile", n_bins=6
+    )
+    assert ref.temperature is not None
+    for name in ("ece", "mce", "brier", "nll", "temperature", "nll_after", "ece_after"):
+        assert out[name] == pytest.approx(getattr(ref, name), rel=1e-9), name
+    assert out["nll_after"] <= out["nll"]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"predictions": [0.5]}, ["labels"]),
+        ({"predictions": [[0.5, 0.5]], "labels": [[1, 0]], "task": "multilabel"}, ["task"]),
+        ({"predictions": [0.5], "labels": [1], "n_bins": 0}, ["n_bins"]),
+        ({"predictions": [0.5], "labels": [1], "n_bins": 2.0}, ["n_bins"]),
+        ({"predictions": [0.5], "labels": [1], "strategy": "kmeans"}, ["strategy"]),
+    ],
+)
+def test_invalid_calibration(client: Any, body: dict[str, Any], loc: list[Any]) -> None:
+    out = calibrate(client, body, status=422)
+    assert out["detail"][0]["loc"] == ["body", *loc]
