@@ -10,18 +10,27 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from service.store import FlaggedRow, Store
 from xentcore.score import ScoreResult
-from xentcore.summary import summarize
+from xentcore.sequences import SequenceResult
+from xentcore.summary import summarize, summarize_sequences
 from xentcore.types import REASONS
 
-__all__ = ["OTHER_STREAM", "StreamMetrics", "flagged_rows", "record_batch"]
+__all__ = [
+    "OTHER_STREAM",
+    "StreamMetrics",
+    "flagged_rows",
+    "record_batch",
+    "record_sequences",
+    "sequence_rows",
+]
 
 log = logging.getLogger("xent.monitoring")
 
@@ -79,16 +88,28 @@ class StreamMetrics:
                 return stream
         return OTHER_STREAM
 
-    def observe(self, stream: str, task: str, result: ScoreResult) -> None:
-        """Count the batch's items and flags; observe its losses and confidences."""
+    def observe(self, stream: str, task: str, result: ScoreResult | SequenceResult) -> None:
+        """Count the batch's items and flags; observe its losses and confidences.
+
+        For sequences the task label is ``sequences`` and the loss is each sequence's NLL.
+        """
         name = self.label(stream)
-        self.items.labels(name, task).inc(result.n_items)
-        for reason, count in result.masks.counts().items():
+        loss: npt.NDArray[np.float64] | None
+        if isinstance(result, SequenceResult):
+            n, loss = int(result.n_tokens.size), result.nll
+            counts = {
+                "low_confidence": int(np.count_nonzero(result.low_confidence)),
+                "low_token_probability": int(np.count_nonzero(result.low_token_probability)),
+            }
+        else:
+            n, loss, counts = result.n_items, result.item_loss, result.masks.counts()
+        self.items.labels(name, task).inc(n)
+        for reason, count in counts.items():
             if count:
                 self.flagged.labels(name, task, reason).inc(count)
         _observe_all(self.confidence.labels(name, task), result.confidence)
-        if result.item_loss is not None:
-            _observe_all(self.loss.labels(name, task), result.item_loss)
+        if loss is not None:
+            _observe_all(self.loss.labels(name, task), loss)
 
 
 def _observe_all(hist: Any, values: np.ndarray[Any, Any]) -> None:
@@ -153,6 +174,50 @@ def flagged_rows(result: ScoreResult, ids: Sequence[Any] | None) -> list[Flagged
     return rows
 
 
+def sequence_rows(result: SequenceResult, ids: Sequence[Any] | None) -> list[FlaggedRow]:
+    """The flagged sequences of a result, as the store keeps them (loss = the NLL)."""
+    rows = []
+    for i in np.flatnonzero(result.flagged).tolist():  # flagged sequences only
+        rows.append(
+            FlaggedRow(
+                index=i,
+                item_id=None if ids is None else _plain(ids[i]),
+                confidence=float(result.confidence[i]),
+                loss=float(result.nll[i]),
+                predicted=None,
+                label=None,
+                reasons=result.reasons[i],
+            )
+        )
+    return rows
+
+
+def record_sequences(
+    store: Store | None,
+    *,
+    stream: str,
+    result: SequenceResult,
+    ids: Sequence[Any] | None = None,
+    idempotency_key: str | None = None,
+    metrics: StreamMetrics | None = None,
+) -> bool:
+    """Record a scored batch of sequences under ``stream`` (task ``sequences``); never raises."""
+    return _record(
+        store,
+        stream=stream,
+        task="sequences",
+        result=result,
+        write=lambda s: s.record(
+            stream=stream,
+            task="sequences",
+            summary=summarize_sequences(result),
+            flagged=sequence_rows(result, ids),
+            idempotency_key=idempotency_key,
+        ),
+        metrics=metrics,
+    )
+
+
 def record_batch(
     store: Store | None,
     *,
@@ -170,18 +235,38 @@ def record_batch(
     counted again in the metrics, and still returns True (the store has it).
     """
     del labels_given  # the result itself says whether it carries a loss
+    return _record(
+        store,
+        stream=stream,
+        task=task,
+        result=result,
+        write=lambda s: s.record(
+            stream=stream,
+            task=task,
+            summary=summarize(result),
+            flagged=flagged_rows(result, ids),
+            idempotency_key=idempotency_key,
+        ),
+        metrics=metrics,
+    )
+
+
+def _record(
+    store: Store | None,
+    *,
+    stream: str,
+    task: str,
+    result: ScoreResult | SequenceResult,
+    write: Callable[[Store], bool],
+    metrics: StreamMetrics | None,
+) -> bool:
+    """Write through ``write(store)``; count errors and (unless a duplicate) the metrics."""
     recorded, fresh = False, True
     if store is None:
         log.error("batch for stream %r not recorded: no store", stream)
     else:
         try:
-            fresh = store.record(
-                stream=stream,
-                task=task,
-                summary=summarize(result),
-                flagged=flagged_rows(result, ids),
-                idempotency_key=idempotency_key,
-            )
+            fresh = write(store)
             recorded = True
         except Exception:
             log.exception("batch for stream %r not recorded", stream)

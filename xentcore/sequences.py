@@ -138,8 +138,13 @@ def score_sequences(
     *,
     min_confidence: float | None = 0.5,
     min_token_probability: float | None = None,
+    positions: Sequence[I64 | None] | None = None,
 ) -> SequenceResult:
     """Score each sequence of token log-probs; ``None`` turns a flag rule off.
+
+    ``positions`` (optional, one entry per sequence) maps each given log-prob to its token's
+    index in the original sequence, for sequences some tokens were left out of (see
+    :func:`openai_logprobs`): ``min_token_index`` is then reported in the original numbering.
 
     Flags: ``low_confidence`` when exp(mean_logprob) < ``min_confidence``;
     ``low_token_probability`` when exp(min_token_logprob) < ``min_token_probability``.
@@ -164,6 +169,10 @@ def score_sequences(
     perplexity = _perplexity(nll, warnings, "sequences")
     confidence = np.exp(mean)
     off = np.zeros(lengths.size, dtype=bool)
+    min_index = _segment_argmin(flat, starts, mins, lengths)
+    for i, pos in enumerate(positions or ()):  # only sequences with left-out tokens carry one
+        if pos is not None:
+            min_index[i] = pos[min_index[i]]
     return SequenceResult(
         n_tokens=lengths,
         mean_logprob=mean,
@@ -171,7 +180,7 @@ def score_sequences(
         perplexity=perplexity,
         confidence=confidence,
         min_token_logprob=mins,
-        min_token_index=_segment_argmin(flat, starts, mins, lengths),
+        min_token_index=min_index,
         low_confidence=confidence < min_conf if min_conf is not None else off,
         low_token_probability=np.exp(mins) < min_tok if min_tok is not None else off,
         batch_nll=batch_nll,
@@ -180,19 +189,22 @@ def score_sequences(
     )
 
 
-def openai_logprobs(content: Sequence[Mapping[str, Any]], index: int) -> tuple[F64, list[str]]:
-    """Token log-probs of one OpenAI chat-completion ``logprobs.content`` list, and warnings.
+def openai_logprobs(
+    content: Sequence[Mapping[str, Any]], index: int
+) -> tuple[F64, I64 | None, list[str]]:
+    """Token log-probs of one OpenAI chat-completion ``logprobs.content`` list.
 
-    A log-prob of -9999 means "not in the top 20": censored, never used as a value. The token's
-    true log-prob is at most the smallest of its ``top_logprobs``, so that upper bound stands in
-    for it (the sequence's figures become optimistic bounds, and a flag that fires still fires);
-    without ``top_logprobs`` the token is left out. Both are reported in the warnings.
+    Returns the log-probs, their token positions (None when no token was left out) and
+    warnings. A log-prob of -9999 means "not in the top 20": censored, never used as a value.
+    The token's true log-prob is at most the smallest of its ``top_logprobs``, so that upper
+    bound stands in for it (the sequence's figures become optimistic bounds, and a flag that
+    fires still fires); without ``top_logprobs`` the token is left out. Both are reported.
     """
     values = np.array([float(t["logprob"]) for t in content], dtype=np.float64)
     censored = values == CENSORED_LOGPROB
     warnings: list[str] = []
     if not censored.any():
-        return values, warnings
+        return values, None, warnings
     keep = np.ones(values.size, dtype=bool)
     n_bound = 0
     for j in np.flatnonzero(censored).tolist():  # only the censored tokens, usually few
@@ -212,9 +224,9 @@ def openai_logprobs(content: Sequence[Mapping[str, Any]], index: int) -> tuple[F
             "top logprobs) replaced by their upper bound, the smallest top_logprob"
         )
     n_dropped = int(np.count_nonzero(~keep))
-    if n_dropped:
-        warnings.append(
-            f"sequences[{index}]: {n_dropped} censored log-probs (-9999) without "
-            "top_logprobs left out"
-        )
-    return values[keep], warnings
+    if n_dropped == 0:
+        return values, None, warnings
+    warnings.append(
+        f"sequences[{index}]: {n_dropped} censored log-probs (-9999) without top_logprobs left out"
+    )
+    return values[keep], np.flatnonzero(keep).astype(np.int64), warnings

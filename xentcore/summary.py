@@ -5,8 +5,12 @@ exactly (``a + b``) and every windowed figure is a ratio of sums:
 
     loss_mean = sum loss_sum / sum weight_sum          (the weighted mean of section 2)
     confidence_mean = sum confidence_sum / sum confidence_count
-    flag_rate = sum flagged / sum n_items,   accuracy = sum correct / sum n_scored
+    flag_rate = sum flagged / sum n_items,   accuracy = sum correct / sum n_classified
     ece = sum_b |correct_sum_b - confidence_sum_b| / sum_b count_b   (15 uniform bins)
+
+Sequence batches (LLM outputs) are summarised too: their items are sequences, their loss the
+token-weighted NLL (loss_sum = -sum of token log-probs, weight_sum = tokens), and they have no
+true class (n_classified = 0, no accuracy, no calibration bins).
 """
 
 from __future__ import annotations
@@ -17,8 +21,16 @@ import numpy as np
 
 from xentcore.calibration import BinStats, bin_stats
 from xentcore.score import ScoreResult
+from xentcore.sequences import SequenceResult
 
-__all__ = ["N_BINS", "BatchSummary", "figures", "reliability", "summarize"]
+__all__ = [
+    "N_BINS",
+    "BatchSummary",
+    "figures",
+    "reliability",
+    "summarize",
+    "summarize_sequences",
+]
 
 #: Calibration bins kept per batch (uniform, as /v1/calibration's default).
 N_BINS = 15
@@ -42,6 +54,8 @@ class BatchSummary:
     low_confidence: int = 0
     high_loss: int = 0
     misclassified: int = 0
+    low_token_probability: int = 0
+    n_classified: int = 0
     correct: int = 0
     bin_count: list[float] = field(default_factory=_zeros)
     bin_confidence_sum: list[float] = field(default_factory=_zeros)
@@ -78,6 +92,7 @@ def summarize(result: ScoreResult) -> BatchSummary:
     s.loss_sum = float(result.loss_sum or 0.0)
     s.weight_sum = float(result.weight_sum or 0.0)
     s.correct = int(result.n_correct or 0)
+    s.n_classified = result.n_scored
     if result.top_confidence is not None and result.correct is not None:
         keep = slice(None) if result.scored is None else result.scored
         stats = bin_stats(result.top_confidence[keep], result.correct[keep], n_bins=N_BINS)
@@ -85,6 +100,22 @@ def summarize(result: ScoreResult) -> BatchSummary:
         s.bin_confidence_sum = stats.confidence_sum.tolist()
         s.bin_correct_sum = stats.correct_sum.tolist()
     return s
+
+
+def summarize_sequences(result: SequenceResult) -> BatchSummary:
+    """The summary of one scored batch of sequences (loss: token-weighted NLL)."""
+    n = int(result.n_tokens.size)
+    return BatchSummary(
+        n_items=n,
+        n_scored=n,
+        loss_sum=float(np.dot(result.nll, result.n_tokens)),
+        weight_sum=float(result.n_tokens.sum()),
+        confidence_sum=float(result.confidence.sum()),
+        confidence_count=n,
+        flagged=int(np.count_nonzero(result.flagged)),
+        low_confidence=int(np.count_nonzero(result.low_confidence)),
+        low_token_probability=int(np.count_nonzero(result.low_token_probability)),
+    )
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -101,12 +132,13 @@ def figures(s: BatchSummary) -> dict[str, float | int | None]:
         "loss_mean": _ratio(s.loss_sum, s.weight_sum) if s.n_scored else None,
         "confidence_mean": _ratio(s.confidence_sum, s.confidence_count),
         "flag_rate": _ratio(s.flagged, s.n_items),
-        "accuracy": _ratio(s.correct, s.n_scored),
+        "accuracy": _ratio(s.correct, s.n_classified),
         "ece": _ratio(float(gaps.sum()), total_binned),
         "flagged": s.flagged,
         "low_confidence": s.low_confidence,
         "high_loss": s.high_loss,
         "misclassified": s.misclassified,
+        "low_token_probability": s.low_token_probability,
     }
 
 

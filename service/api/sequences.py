@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service.api._docs import ERRORS, request_body
-from service.batch import compute, dumps, header_length, json_response
+from service.batch import compute, dumps, header_length, in_thread, json_response
 from service.metrics import Metrics
+from service.monitoring import StreamMetrics, record_sequences
 from service.parsing import Parsed, parse_sequences
 from service.schemas import OpenAILogprobs, SequencesRequest, SequencesResponse
 from service.settings import Settings
@@ -20,8 +22,6 @@ from xentcore.sequences import CENSORED_LOGPROB, openai_logprobs
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["sequences"])
-
-NOT_RECORDED = "sequence batches are not recorded: the monitoring store keeps scored batches only"
 
 
 def _openai_content(logprobs: OpenAILogprobs) -> list[dict[str, Any]]:
@@ -36,28 +36,35 @@ def _openai_content(logprobs: OpenAILogprobs) -> list[dict[str, Any]]:
     return out
 
 
-def _token_arrays(parsed: Parsed[SequencesRequest]) -> tuple[list[Any], list[str]]:
-    """One log-prob array (or list) per sequence, and the censoring warnings."""
+def _token_arrays(
+    parsed: Parsed[SequencesRequest],
+) -> tuple[list[Any], list[npt.NDArray[np.int64] | None], list[str]]:
+    """One log-prob array (or list) per sequence, token positions where some were left out,
+    and the censoring warnings."""
     arrays: list[Any] = []
+    positions: list[npt.NDArray[np.int64] | None] = []
     warnings: list[str] = []
     for i, seq in enumerate(parsed.request.sequences):
         if seq.logprobs is not None:
-            values, notes = openai_logprobs(_openai_content(seq.logprobs), i)
+            values, kept, notes = openai_logprobs(_openai_content(seq.logprobs), i)
             arrays.append(values)
+            positions.append(kept)
             warnings.extend(notes)
         else:
             arrays.append(parsed.array(("sequences", i, "token_logprobs"), seq.token_logprobs))
-    return arrays, warnings
+            positions.append(None)
+    return arrays, positions, warnings
 
 
 def _score(parsed: Parsed[SequencesRequest], settings: Settings) -> SequenceResult:
-    arrays, warnings = _token_arrays(parsed)
+    arrays, positions, warnings = _token_arrays(parsed)
     rules = parsed.request.flag
     try:
         result = score_sequences(
             arrays,
             min_confidence=settings.min_confidence if rules is None else rules.min_confidence,
             min_token_probability=None if rules is None else rules.min_token_probability,
+            positions=positions,
         )
     except InputError as exc:
         raise _relocated(exc, parsed.request) from None
@@ -139,14 +146,27 @@ async def score_sequences_route(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
     length = header_length(request)
 
-    def work() -> bytes:
+    def scored() -> tuple[Parsed[SequencesRequest], SequenceResult]:
         parsed = parse_sequences(body, header_length=length, settings=settings)
-        result = _score(parsed, settings)
-        recorded = None
-        if parsed.request.stream is not None:
-            recorded = False
-            result.warnings.append(NOT_RECORDED)
-        metrics.items.labels("sequences", "sequences").inc(len(parsed.request.sequences))
-        return dumps(_view(parsed.request, result, recorded))
+        return parsed, _score(parsed, settings)
 
-    return json_response(await compute(work, len(body), settings))
+    parsed, result = await compute(scored, len(body), settings)
+    req = parsed.request
+    recorded = None
+    if req.stream is not None:  # a database write: never on the event loop
+        stream = req.stream
+        ids = [seq.id for seq in req.sequences]
+        recorded = await in_thread(
+            lambda: record_sequences(
+                request.app.state.store,
+                stream=stream,
+                result=result,
+                ids=None if all(i is None for i in ids) else ids,
+                idempotency_key=request.headers.get("Idempotency-Key"),
+                metrics=cast("StreamMetrics | None", metrics.streams),
+            )
+        )
+    metrics.items.labels("sequences", "sequences").inc(len(req.sequences))
+    return json_response(
+        await compute(lambda: dumps(_view(req, result, recorded)), len(body), settings)
+    )

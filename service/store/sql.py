@@ -40,6 +40,8 @@ _SCALARS = (
     "low_confidence",
     "high_loss",
     "misclassified",
+    "low_token_probability",
+    "n_classified",
     "correct",
 )
 

@@ -152,7 +152,42 @@ def test_empty_batch_and_bad_flag(client: Any) -> None:
     assert out["detail"][0]["loc"] == ["body", "flag", "min_confidence"]
 
 
-def test_stream_is_reported_not_recorded(client: Any) -> None:
-    out = score(client, {"sequences": [{"token_logprobs": [-0.1]}], "stream": "llm"})
-    assert out["recorded"] is False
-    assert "not recorded" in out["warnings"][-1]
+def test_stream_records_sequence_batches(client: Any) -> None:
+    body = {
+        "sequences": [
+            {"id": "s0", "token_logprobs": [-0.1, -0.2, -2.0]},
+            {"id": "s1", "token_logprobs": [-0.05]},
+        ],
+        "stream": "llm",
+    }
+    out = score(client, body)
+    assert out["recorded"] is True and out["warnings"] == []
+    again = client.post("/v1/sequences/score", json=body, headers={"Idempotency-Key": "k"})
+    assert again.json()["recorded"] is True
+    summary = client.get("/v1/streams/llm/summary").json()["total"]
+    # two batches of 2 sequences; loss_mean is the token-weighted NLL: 2 x 2.35 / 2 x 4 tokens
+    assert summary["n_items"] == 4 and summary["n_scored"] == 4
+    assert summary["loss_mean"] == pytest.approx(2.35 / 4, rel=1e-12)
+    assert summary["accuracy"] is None and summary["ece"] is None
+    assert summary["flagged"] == 2 and summary["low_confidence"] == 2
+    flagged = client.get("/v1/streams/llm/flagged").json()["items"]
+    assert [(f["id"], f["index"], f["reasons"]) for f in flagged] == [
+        ("s0", 0, ["low_confidence"]),
+        ("s0", 0, ["low_confidence"]),
+    ]
+    assert flagged[0]["loss"] == pytest.approx(2.3 / 3, rel=1e-12)
+    assert flagged[0]["predicted"] is None and flagged[0]["label"] is None
+    metrics = client.get("/metrics").text
+    assert 'xent_stream_items_scored_total{stream="llm",task="sequences"} 4.0' in metrics
+
+
+def test_openai_left_out_token_keeps_original_index(client: Any) -> None:
+    content = [
+        {"token": "a", "logprob": -9999.0},
+        {"token": "b", "logprob": -0.1},
+        {"token": "c", "logprob": -2.0},
+    ]
+    out = score(client, {"sequences": [{"logprobs": {"content": content}}]})
+    assert out["sequences"][0]["n_tokens"] == 2
+    assert out["sequences"][0]["min_token_index"] == 2  # content[2], not the shortened list's 1
+    assert "left out" in out["warnings"][0]

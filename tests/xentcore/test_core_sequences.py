@@ -87,9 +87,19 @@ def test_openai_censored_logprobs() -> None:
         },
         {"token": "c", "logprob": -9999.0},
     ]
-    values, warnings = openai_logprobs(content, 4)
+    values, positions, warnings = openai_logprobs(content, 4)
     # censored with top_logprobs: the bound min(-1, -3) = -3; censored without: left out
     assert values.tolist() == [-0.1, -3.0]
+    assert positions is not None and positions.tolist() == [0, 1]
     assert len(warnings) == 2 and all(w.startswith("sequences[4]") for w in warnings)
-    clean, none = openai_logprobs([{"token": "a", "logprob": -0.5}], 0)
-    assert clean.tolist() == [-0.5] and none == []
+    clean, kept, none = openai_logprobs([{"token": "a", "logprob": -0.5}], 0)
+    assert clean.tolist() == [-0.5] and kept is None and none == []
+
+
+def test_min_token_index_counts_left_out_tokens() -> None:
+    content = [{"logprob": -9999.0}, {"logprob": -0.1}, {"logprob": -2.0}]
+    values, positions, _ = openai_logprobs(content, 0)
+    s = xc.score_sequences([values, [-0.5, -0.7]], positions=[positions, None])
+    # the weakest kept token is content[2], not index 1 of the shortened list
+    assert s.min_token_index.tolist() == [2, 1]
+    assert s.n_tokens.tolist() == [2, 2]
