@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import xentcore
 from service import deps
-from service.api import calibration, health, scoring, sequences, streams
+from service.api import calibration, dashboard, health, scoring, sequences, streams
 from service.auth import ApiKeyMiddleware
 from service.batch import in_thread
 from service.context import RequestContextMiddleware
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics = Metrics(max_streams=settings.max_streams)
     app.state.store = None
-    routers = [m.router for m in (scoring, calibration, sequences, streams, health)]
+    routers = [m.router for m in (scoring, calibration, sequences, streams, health, dashboard)]
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)

@@ -1,6 +1,6 @@
 """API keys: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` when ``XENT_API_KEYS`` is set.
 
-Enforced by an ASGI middleware on every ``/v1/`` path (and ``/metrics`` with
+Enforced by an ASGI middleware on every ``/v1/`` and ``/dashboard`` path (and ``/metrics`` with
 ``XENT_METRICS_REQUIRE_KEY``), before the limits and before any body is read, so a request
 without a valid key costs nothing and never holds an in-flight slot. ``/healthz``, ``/readyz``,
 ``/docs`` and ``/openapi.json`` stay open. (A FastAPI dependency would do the same at a cost of
@@ -10,21 +10,40 @@ see :func:`document_security`.)
 The given key is compared with every configured key by ``hmac.compare_digest`` with no early
 exit, so the time taken does not depend on which key matched or on how many leading characters
 were right (only, unavoidably, on the lengths involved).
+
+The dashboard, opened by a browser that cannot add headers, may instead carry the key in the
+``xent_api_key`` cookie (HttpOnly, SameSite=Strict) that ``POST /dashboard/login`` sets. The
+cookie is accepted for GET requests of ``/dashboard`` and ``/v1/streams`` only: reading the
+monitoring data, never scoring or recording, so a cross-site request cannot use it.
 """
 
 from __future__ import annotations
 
 import hmac
+from http.cookies import CookieError, SimpleCookie
+from importlib import resources
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.settings import Settings
 
-__all__ = ["PROTECTED_PREFIX", "ApiKeyMiddleware", "document_security", "key_matches"]
+__all__ = [
+    "PROTECTED_PREFIX",
+    "SESSION_COOKIE",
+    "ApiKeyMiddleware",
+    "document_security",
+    "given_key",
+    "key_matches",
+]
 
 PROTECTED_PREFIX = "/v1/"
+DASHBOARD = "/dashboard"
+OPEN_ASSETS = "/dashboard/static/"
+SESSION_COOKIE = "xent_api_key"
+#: GET paths that also accept the dashboard's cookie (read-only monitoring data).
+COOKIE_PREFIXES = (DASHBOARD, "/v1/streams")
 SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`"},
     "apiKey": {
@@ -58,6 +77,35 @@ def given_key(scope: Scope) -> str | None:
     return header_key
 
 
+def cookie_key(scope: Scope) -> str | None:
+    """The dashboard session cookie's key, if the request carries one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(value.decode("latin-1"))
+            except CookieError:
+                return None
+            morsel = jar.get(SESSION_COOKIE)
+            return morsel.value if morsel is not None else None
+    return None
+
+
+def _wants_html(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"accept":
+            return b"text/html" in value
+    return False
+
+
+def _refusal(scope: Scope) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"}
+    if scope["path"].startswith(DASHBOARD) and _wants_html(scope):
+        page = resources.files("service").joinpath("static", "login.html").read_bytes()
+        return HTMLResponse(page, 401, headers=headers)
+    return JSONResponse({"detail": "missing or invalid API key"}, 401, headers=headers)
+
+
 class ApiKeyMiddleware:
     """401 with ``WWW-Authenticate: Bearer`` for a protected path without a valid key."""
 
@@ -67,18 +115,22 @@ class ApiKeyMiddleware:
         self.metrics_too = settings.metrics_require_key
 
     def _protected(self, path: str) -> bool:
+        if path.startswith(DASHBOARD):
+            return not path.startswith(OPEN_ASSETS)
         return path.startswith(PROTECTED_PREFIX) or (self.metrics_too and path == "/metrics")
+
+    @staticmethod
+    def _key(scope: Scope) -> str | None:
+        given = given_key(scope)
+        if given is None and scope["method"] == "GET" and scope["path"].startswith(COOKIE_PREFIXES):
+            return cookie_key(scope)
+        return given
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.keys and scope["type"] == "http" and self._protected(scope["path"]):
-            given = given_key(scope)
+            given = self._key(scope)
             if given is None or not key_matches(given, self.keys):
-                refusal = JSONResponse(
-                    {"detail": "missing or invalid API key"},
-                    401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-                await refusal(scope, receive, send)
+                await _refusal(scope)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

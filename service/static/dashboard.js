@@ -4,7 +4,8 @@
 const REFRESH_MS = 10000;
 const SERIES = ["loss_mean", "confidence_mean", "flag_rate", "accuracy"];
 const SVG_NS = "http://www.w3.org/2000/svg";
-const base = new URL(".", window.location.href);
+// the page is served at <root>/dashboard/: the API lives at <root>/
+const base = new URL("../", window.location.href);
 
 function api(path) {
   return fetch(new URL(path, base), { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -23,7 +24,7 @@ function el(tag, attrs, parent) {
 
 function fmt(v, digits = 4) {
   if (v === null || v === undefined) return "–";
-  if (typeof v !== "number") return String(v);
+  if (typeof v !== "number" || Number.isInteger(v)) return String(v);
   return Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(2) : v.toFixed(digits);
 }
 
