@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,43 +13,18 @@ import sqlalchemy as sa
 import xentcore as xc
 from service.monitoring import flagged_rows, record_batch
 from service.store.sql import SqlStore, decode_cursor
+from tests.support.postgres import pg_unavailable, private_schema
 from xentcore.summary import BatchSummary, figures, summarize
-
-PG_URL = os.environ.get("XENT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _pg_available() -> str | None:
-    try:
-        engine = sa.create_engine(
-            PG_URL.replace("postgresql://", "postgresql+psycopg://"),
-            connect_args={"connect_timeout": 3},
-        )
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # any failure: no server here
-        return (
-            f"no PostgreSQL reachable at {PG_URL} ({type(exc).__name__}); start it or set "
-            "XENT_TEST_POSTGRES_URL"
-        )
 
 
 @pytest.fixture(scope="module")
 def pg_schema_url() -> Iterator[str]:
     """A private schema in the test database, dropped afterwards."""
-    reason = _pg_available()
+    reason = pg_unavailable()
     if reason:
         pytest.skip(reason)
-    schema = f"xt_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with private_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
