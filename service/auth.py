@@ -11,14 +11,17 @@ The given key is compared with every configured key by ``hmac.compare_digest`` w
 exit, so the time taken does not depend on which key matched or on how many leading characters
 were right (only, unavoidably, on the lengths involved).
 
-The dashboard, opened by a browser that cannot add headers, may instead carry the key in the
-``xent_api_key`` cookie (HttpOnly, SameSite=Strict) that ``POST /dashboard/login`` sets. The
-cookie is accepted for GET requests of ``/dashboard`` and ``/v1/streams`` only: reading the
-monitoring data, never scoring or recording, so a cross-site request cannot use it.
+The dashboard, opened by a browser that cannot add headers, may instead carry the
+``xent_session`` cookie (HttpOnly, SameSite=Strict, Secure over https) that
+``POST /dashboard/login`` sets. It holds HMAC-SHA256(key, "xent-dashboard-session"), not the key
+itself, so a leaked cookie does not reveal a key usable for scoring; it is accepted for GET
+requests of ``/dashboard`` and ``/v1/streams`` only (reading the monitoring data, never scoring
+or recording), and stops working when its key is removed from ``XENT_API_KEYS``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from http.cookies import CookieError, SimpleCookie
 from importlib import resources
@@ -36,12 +39,14 @@ __all__ = [
     "document_security",
     "given_key",
     "key_matches",
+    "session_token",
 ]
 
 PROTECTED_PREFIX = "/v1/"
 DASHBOARD = "/dashboard"
 OPEN_ASSETS = "/dashboard/static/"
-SESSION_COOKIE = "xent_api_key"
+SESSION_COOKIE = "xent_session"
+_SESSION_MESSAGE = b"xent-dashboard-session"
 #: GET paths that also accept the dashboard's cookie (read-only monitoring data).
 COOKIE_PREFIXES = (DASHBOARD, "/v1/streams")
 SCHEMES = {
@@ -77,8 +82,13 @@ def given_key(scope: Scope) -> str | None:
     return header_key
 
 
-def cookie_key(scope: Scope) -> str | None:
-    """The dashboard session cookie's key, if the request carries one."""
+def session_token(key: str) -> str:
+    """The dashboard cookie's value for ``key``: an HMAC of a fixed message, never the key."""
+    return hmac.new(key.encode(), _SESSION_MESSAGE, hashlib.sha256).hexdigest()
+
+
+def cookie_token(scope: Scope) -> str | None:
+    """The dashboard session cookie's token, if the request carries one."""
     for name, value in scope.get("headers", ()):
         if name == b"cookie":
             jar: SimpleCookie = SimpleCookie()
@@ -112,6 +122,7 @@ class ApiKeyMiddleware:
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         self.keys = list(settings.api_keys)
+        self.tokens = [session_token(key) for key in self.keys]
         self.metrics_too = settings.metrics_require_key
 
     def _protected(self, path: str) -> bool:
@@ -119,17 +130,18 @@ class ApiKeyMiddleware:
             return not path.startswith(OPEN_ASSETS)
         return path.startswith(PROTECTED_PREFIX) or (self.metrics_too and path == "/metrics")
 
-    @staticmethod
-    def _key(scope: Scope) -> str | None:
+    def _allowed(self, scope: Scope) -> bool:
         given = given_key(scope)
-        if given is None and scope["method"] == "GET" and scope["path"].startswith(COOKIE_PREFIXES):
-            return cookie_key(scope)
-        return given
+        if given is not None:
+            return key_matches(given, self.keys)
+        if scope["method"] == "GET" and scope["path"].startswith(COOKIE_PREFIXES):
+            token = cookie_token(scope)
+            return token is not None and key_matches(token, self.tokens)
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.keys and scope["type"] == "http" and self._protected(scope["path"]):
-            given = self._key(scope)
-            if given is None or not key_matches(given, self.keys):
+            if not self._allowed(scope):
                 await _refusal(scope)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

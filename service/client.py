@@ -1,7 +1,7 @@
 """Python client of the service: ``Client`` (blocking) and ``AsyncClient``, over httpx.
 
 Arrays may be numpy arrays or lists. Large numeric numpy arrays (``binary_threshold`` elements
-or more) are sent as binary tensors (API.md section 8): no JSON text is made for them and the
+or more) are sent as binary tensors (see the README): no JSON text is made for them and the
 server reads them without parsing. Results come back as the typed response models of
 ``service.schemas``; an error answer raises :class:`XentError` with the status and ``detail``.
 
@@ -139,7 +139,7 @@ class _Requests:
 
 
 class Client(_Requests):
-    """Blocking client. Options are the request fields of API.md (``task=``, ``flag=``, ...)."""
+    """Blocking client. Options are the request fields of the HTTP API (``task=``, ...)."""
 
     def __init__(
         self,

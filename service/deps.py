@@ -57,17 +57,19 @@ def _lookup(module: str, name: str) -> Callable[..., Any] | None:
         return None
 
 
-def open_store(settings: Settings) -> StoreLike | None:
-    """Open the monitoring store; None (logged) when it is missing or fails to open."""
-    opener = _lookup("service.store", "open_store")
-    if opener is None:
-        log.warning("monitoring store not available: service.store.open_store is missing")
-        return None
-    try:
-        return cast(StoreLike, opener(settings))
-    except Exception:
-        log.exception("monitoring store failed to open; scoring continues without it")
-        return None
+def open_store(settings: Settings) -> StoreLike:
+    """The monitoring store, reopened on use after a failed open (never None, never raises).
+
+    A store that fails to open at start-up is retried every few seconds by the store itself
+    (``ReconnectingStore``): scoring goes on with ``recorded: false`` and ``/readyz`` 503 until
+    the database answers.
+    """
+    from service.store import ReconnectingStore
+    from service.store import open_store as opener
+
+    store = ReconnectingStore(lambda: opener(settings), retry_seconds=settings.store_retry_seconds)
+    store.ping()  # the first open now, so a healthy store is ready before the first request
+    return store
 
 
 def close_store(store: StoreLike | None) -> None:

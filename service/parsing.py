@@ -7,7 +7,7 @@ booleans; NaN / Infinity / 1e400 are rejected at their exact location) and the r
 lists to xentcore, which converts them to numpy once. FastAPI's own body handling (stdlib JSON,
 lax coercion, NaN accepted) is never used for these routes.
 
-Binary tensors (API.md section 8): with ``Inference-Header-Content-Length: L`` the first L bytes
+Binary tensors (see the README): with ``Inference-Header-Content-Length: L`` the first L bytes
 are the JSON and the rest are raw arrays, declared in the JSON as ``TensorRef`` objects and
 read with ``np.frombuffer`` (no copy) after their sizes, shapes and the limits are checked.
 """
@@ -34,7 +34,7 @@ __all__ = ["BATCH_ARRAYS", "Parsed", "TensorPath", "parse_batch", "parse_body", 
 M = TypeVar("M", bound=BaseModel)
 TensorPath = tuple[str | int, ...]
 
-#: Batch fields that may be sent as binary tensors, as API.md section 8 lists them.
+#: Batch fields that may be sent as binary tensors, as the README's "Binary tensors" lists them.
 BATCH_ARRAYS = ("predictions", "labels", "sample_weights", "class_weights")
 _DTYPES = {"FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8"}
 

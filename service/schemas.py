@@ -88,7 +88,7 @@ Integers = Annotated[list[Int64], Field(fail_fast=True)]
 
 
 class TensorRef(BaseModel):
-    """An array sent as raw bytes after the JSON (API.md section 8, KServe binary data).
+    """An array sent as raw bytes after the JSON (KServe binary data; README, "Binary tensors").
 
     The request carries the header `Inference-Header-Content-Length: L`; the body is L bytes of
     JSON, then the bytes of every tensor, little-endian and row-major, in the order the fields
@@ -200,7 +200,7 @@ _BATCH_EXAMPLE: dict[str, Any] = {
 
 
 class BatchRequest(BaseModel):
-    """A batch of model outputs (API.md sections 1-4). Only `predictions` is required."""
+    """A batch of model outputs (README, "Endpoints"). Only `predictions` is required."""
 
     model_config = ConfigDict(
         strict=True,

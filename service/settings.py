@@ -81,7 +81,17 @@ class Settings(BaseSettings):
     max_connections: int | None = Field(
         None, ge=1, description="uvicorn `--limit-concurrency`: open connections (503 above)."
     )
-    max_streams: int = Field(1000, ge=1, description="Most distinct monitoring streams.")
+    max_streams: int = Field(
+        1000,
+        ge=1,
+        description="Distinct stream labels in /metrics; further streams are counted under "
+        "`other` (they are still recorded in the store).",
+    )
+    store_retry_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds between attempts to reopen a monitoring store that failed to open.",
+    )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

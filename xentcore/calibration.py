@@ -305,6 +305,11 @@ def calibration(
     b = check_batch(predictions, labels, **options)
     if b.task == "multilabel":
         raise InputError(("task",), "calibration is for binary and multiclass tasks")
+    if b.options.decision_threshold != 0.5:
+        raise InputError(
+            ("decision_threshold",),
+            "calibration judges the top-label prediction (binary: p >= 0.5); leave it at 0.5",
+        )
     r = score_batch(b, _NO_FLAGS)
     stats, keep = _ece_of(r, b, n_bins, strategy)
     ece, mce = calibration_error(stats)

@@ -141,10 +141,11 @@ def _binary_like(b: Batch) -> tuple[F64 | None, F64, F64 | None, npt.NDArray[Any
             gamma=o.focal_gamma,
             alpha=o.focal_alpha,
         )
+    n_clipped = e.n_clipped if loss is not None else 0  # clipping matters only to a loss
     if b.task == "binary":
         top = np.maximum(e.p, 1.0 - e.p)
-        return loss, conf, top, pred.astype(np.int64), e.n_clipped
-    return (None if loss is None else loss.mean(axis=1)), conf.min(axis=1), None, pred, e.n_clipped
+        return loss, conf, top, pred.astype(np.int64), n_clipped
+    return (None if loss is None else loss.mean(axis=1)), conf.min(axis=1), None, pred, n_clipped
 
 
 def _clip_warning(b: Batch, n_clipped: int) -> list[str]:

@@ -28,7 +28,7 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
                     "schema": {
                         "type": "string",
                         "format": "binary",
-                        "description": "Binary tensors (API.md section 8): the header "
+                        "description": "Binary tensors (see the README): the header "
                         "`Inference-Header-Content-Length: L`, L bytes of the JSON request "
                         "whose arrays may be `TensorRef` objects, then their raw "
                         "little-endian bytes in order.",

@@ -3,8 +3,8 @@
 The page is plain HTML, CSS and JavaScript (no build step, no CDN); it reads the monitoring API
 (``/v1/streams...``) from the browser and refreshes itself every 10 seconds. With
 ``XENT_API_KEYS`` set, the page and its data need a key like ``/v1``: a browser gets a small
-form that trades the key for an HttpOnly, SameSite=Strict cookie (``POST /dashboard/login``
-with the key in ``X-API-Key``), which is accepted for GET requests of the dashboard and the
+form that trades the key for a session cookie (``POST /dashboard/login`` with the key in
+``X-API-Key``; see ``service.auth``), accepted for GET requests of the dashboard and the
 monitoring API only, never for scoring.
 """
 
@@ -15,7 +15,7 @@ from importlib import resources
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from service.auth import SESSION_COOKIE, given_key
+from service.auth import SESSION_COOKIE, given_key, session_token
 
 __all__ = ["router"]
 
@@ -72,5 +72,12 @@ def dashboard_login(request: Request) -> Response:
     response = Response(status_code=204)
     key = given_key(request.scope)
     if key is not None and request.app.state.settings.api_keys:
-        response.set_cookie(SESSION_COOKIE, key, httponly=True, samesite="strict", path="/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            session_token(key),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
     return response

@@ -1,22 +1,26 @@
-"""Monitoring read API (API.md section 5): streams, windowed summaries, flagged items."""
+"""Monitoring read API (README, "Monitoring"): streams, windowed summaries, flagged items."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import reduce
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
-from service.store import Store
+from service.store import Store, StoredBatch
 from service.store.sql import decode_cursor
 from xentcore.summary import BatchSummary, figures, reliability
 
 __all__ = ["parse_bucket", "parse_time", "router"]
 
 router = APIRouter(prefix="/v1/streams", tags=["monitoring"])
+log = logging.getLogger("xent.monitoring")
+T = TypeVar("T")
 
 STREAM_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 MAX_BUCKETS = 10_000
@@ -70,11 +74,20 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _store(request: Request) -> Store:
+def _read(request: Request, query: Callable[[Store], T]) -> T:
+    """Run a read on the store; 503 (logged) when the store is missing or fails."""
     store: Store | None = getattr(request.app.state, "store", None)
     if store is None:
         raise HTTPException(503, "monitoring store unavailable")
-    return store
+    try:
+        return query(store)
+    except Exception:
+        log.exception("monitoring store read failed")
+        raise HTTPException(503, "monitoring store unavailable") from None
+
+
+def _merged(rows: list[StoredBatch]) -> BatchSummary:
+    return reduce(lambda a, b: a + b, (r.summary for r in rows), BatchSummary())
 
 
 def _bucket_row(start: float, end: float, s: BatchSummary) -> dict[str, Any]:
@@ -84,11 +97,13 @@ def _bucket_row(start: float, end: float, s: BatchSummary) -> dict[str, Any]:
 @router.get("", summary="Every stream with its totals and last-seen time", responses=_ERRORS)
 def list_streams(request: Request) -> dict[str, Any]:
     """Each stream recorded so far, with its all-time figures and when it was last seen."""
-    store = _store(request)
+
+    def query(store: Store) -> list[tuple[str, float, int, BatchSummary]]:
+        names = store.stream_names()
+        return [(n, seen, count, _merged(store.batches_in(n))) for n, seen, count in names]
+
     out = []
-    for name, last_seen, n_batches in store.stream_names():
-        rows = store.batches_in(name)
-        total = reduce(lambda a, b: a + b, (r.summary for r in rows), BatchSummary())
+    for name, last_seen, n_batches, total in _read(request, query):
         out.append(
             {
                 "stream": name,
@@ -127,11 +142,10 @@ def stream_summary(
     if t0 is not None and t1 is not None and t1 <= t0:
         raise _query_error("until", "must be after since")
     width = parse_bucket(bucket)
-    store = _store(request)
-    rows = store.batches_in(stream, t0, t1)
+    rows = _read(request, lambda store: store.batches_in(stream, t0, t1))
     if not rows and t0 is None and t1 is None:
         raise HTTPException(404, f"no batch recorded under stream {stream!r}")
-    total = reduce(lambda a, b: a + b, (r.summary for r in rows), BatchSummary())
+    total = _merged(rows)
     end = t1 if t1 is not None else datetime.now(UTC).timestamp()
     if width is None:
         start = t0 if t0 is not None else (rows[0].time if rows else end)
@@ -176,7 +190,9 @@ def stream_flagged(
             after = decode_cursor(cursor)
         except ValueError:
             raise _query_error("cursor", "not a cursor returned by this endpoint") from None
-    items, next_cursor = _store(request).flagged(stream, since=t0, limit=limit, cursor=after)
+    items, next_cursor = _read(
+        request, lambda store: store.flagged(stream, since=t0, limit=limit, cursor=after)
+    )
     for item in items:
         item["time"] = iso(item["time"])
         if item["id"] is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -156,3 +157,17 @@ def test_store_down_still_scores(make_client: Any, tmp_path: Any) -> None:
     assert client.get("/readyz").status_code == 503
     assert client.get("/v1/streams").status_code == 503
     assert "xent_store_errors_total 1.0" in client.get("/metrics").text
+
+
+def test_store_recovers_without_restart(make_client: Any, tmp_path: Any) -> None:
+    blocker = tmp_path / "db"
+    blocker.write_text("a file where the store's directory should be")
+    client = make_client(database_url=f"sqlite:///{blocker}/xent.db", store_retry_seconds=0.05)
+    body = {"predictions": [0.2, 0.9], "labels": [0, 1], "stream": "s"}
+    assert client.post("/v1/score", json=body).json()["recorded"] is False
+    assert client.get("/readyz").status_code == 503
+    blocker.unlink()  # the database becomes reachable
+    time.sleep(0.1)
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/v1/score", json=body).json()["recorded"] is True
+    assert client.get("/v1/streams/s/summary").json()["total"]["n_items"] == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.api.dashboard import ASSETS
+from service.auth import session_token
 
 
 def test_page_and_assets_are_served(client: Any) -> None:
@@ -34,14 +35,15 @@ def test_key_guards_page_and_data(make_client: Any) -> None:
     login = client.post("/dashboard/login", headers={"X-API-Key": "k-123"})
     assert login.status_code == 204
     cookie = login.headers["set-cookie"]
-    assert "xent_api_key=k-123" in cookie and "HttpOnly" in cookie
-    assert "samesite=strict" in cookie.lower()
+    token = session_token("k-123")
+    assert f"xent_session={token}" in cookie and "k-123" not in cookie
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
     client.cookies.clear()
-    client.cookies.set("xent_api_key", "k-123")
+    client.cookies.set("xent_session", token)
     assert client.get("/dashboard/").status_code == 200
     assert client.get("/v1/streams").status_code == 200
     # the cookie never authorises scoring: only the read-only monitoring GETs
     body = {"predictions": [0.2, 0.9], "labels": [0, 1]}
     assert client.post("/v1/score", json=body).status_code == 401
-    client.cookies.set("xent_api_key", "nope")
+    client.cookies.set("xent_session", "k-123")  # the raw key is not a session token
     assert client.get("/v1/streams").status_code == 401

@@ -434,3 +434,16 @@ def test_flag_rules_on_multiclass() -> None:
     ]
     assert r.masks.counts() == {"low_confidence": 2, "high_loss": 2, "misclassified": 2}
     assert r.flagged.tolist() == [True, True, True]
+
+
+def test_clip_warning_only_with_a_loss() -> None:
+    # no labels: nothing is logged, so nothing is reported as clipped
+    assert xc.score([0.0, 1.0, 0.3]).warnings == []
+    warned = xc.score([0.0, 1.0, 0.3], [0, 1, 0]).warnings
+    assert warned and warned[0].startswith("2 probabilities clipped")
+
+
+def test_calibration_refuses_another_threshold() -> None:
+    with pytest.raises(xc.InputError) as err:
+        xc.calibration([0.2, 0.8], [0, 1], decision_threshold=0.7)
+    assert err.value.location == ("decision_threshold",)
