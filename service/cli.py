@@ -2,7 +2,9 @@
 
 Flags override the ``XENT_*`` environment; they are written back to the environment before
 uvicorn starts, because with ``--workers`` > 1 every worker process imports ``service.app:app``
-and builds its settings from the environment afresh.
+and builds its settings from the environment afresh. For the same reason the Prometheus
+multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``) is prepared and exported before uvicorn
+spawns the workers.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, get_args
 
 import uvicorn
@@ -20,7 +26,10 @@ from uvicorn.config import LOGGING_CONFIG
 
 from service.settings import LogLevel, Settings, get_settings
 
-__all__ = ["build_parser", "main"]
+__all__ = ["MULTIPROC_ENV", "build_parser", "main", "prometheus_multiprocess"]
+
+#: prometheus_client's own variable: where each process writes its metric values.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _log_config(level: str) -> dict[str, Any]:
@@ -33,6 +42,38 @@ def _log_config(level: str) -> dict[str, Any]:
             "propagate": False,
         }
     return config
+
+
+@contextmanager
+def prometheus_multiprocess(workers: int) -> Iterator[str | None]:
+    """Prepare prometheus_client's multiprocess directory for the workers; yield its path.
+
+    Each worker writes its metrics to files of its own there, and ``/metrics`` adds them up
+    (``service.metrics``). A ``PROMETHEUS_MULTIPROC_DIR`` already set is used (created if
+    missing, kept afterwards) and emptied of the ``*.db`` files a previous run left, which would
+    otherwise be counted again. Without it, several workers get a fresh private temporary
+    directory, exported before uvicorn spawns them and removed at exit. One worker and no
+    variable: None, and metrics stay in memory.
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        yield given
+        return
+    os.environ.pop(MULTIPROC_ENV, None)  # set but empty: prometheus_client would use the cwd
+    if workers <= 1:
+        yield None
+        return
+    private = tempfile.mkdtemp(prefix="xent-metrics-")
+    os.environ[MULTIPROC_ENV] = private
+    try:
+        yield private
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -49,17 +90,18 @@ def serve(args: argparse.Namespace) -> int:
     for name, value in overrides.items():  # for the app (and every worker) to read
         os.environ[f"XENT_{name.upper()}"] = str(value)
     get_settings.cache_clear()
-    uvicorn.run(
-        "service.app:app",
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        log_config=_log_config(settings.log_level),
-        timeout_keep_alive=settings.keep_alive_timeout,
-        limit_concurrency=settings.max_connections,
-        server_header=False,
-    )
+    with prometheus_multiprocess(settings.workers):
+        uvicorn.run(
+            "service.app:app",
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            log_config=_log_config(settings.log_level),
+            timeout_keep_alive=settings.keep_alive_timeout,
+            limit_concurrency=settings.max_connections,
+            server_header=False,
+        )
     return 0
 
 

@@ -47,6 +47,8 @@ async def readyz(request: Request) -> JSONResponse:
 )
 async def metrics(request: Request) -> Response:
     """Request counts by route template and status, latency histogram, in-flight scoring
-    requests, items scored. Open unless `XENT_METRICS_REQUIRE_KEY` is true."""
-    registry: Metrics = request.app.state.metrics
-    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
+    requests, items scored, per-stream series. With several workers, the sum over all of them
+    (whichever worker answers). Open unless `XENT_METRICS_REQUIRE_KEY` is true."""
+    app_metrics: Metrics = request.app.state.metrics
+    # Rendering (and, with several workers, reading every worker's files) is work off the loop.
+    return Response(await in_thread(app_metrics.render), media_type=CONTENT_TYPE_LATEST)

@@ -29,6 +29,8 @@ __all__ = ["SCHEMA_VERSION", "FlaggedRow", "SqlStore", "StoredBatch", "engine_fo
 log = logging.getLogger("xent.store")
 
 SCHEMA_VERSION = 1
+#: PostgreSQL advisory lock key held while the schema is created ("xent" in ASCII).
+_MIGRATION_LOCK = 0x78656E74
 _SCALARS = (
     "n_items",
     "n_scored",
@@ -178,9 +180,26 @@ class SqlStore:
         with self.engine.begin() as conn:
             yield conn
 
-    def _migrate(self) -> None:
-        """Create the schema (version 1) if absent; refuse a newer schema than this code knows."""
+    def _migrate(self, attempts: int = 8) -> None:
+        """Create the schema (version 1) if absent; refuse a newer schema than this code knows.
+
+        Several processes (workers, replicas) may open a new database at the same moment and all
+        find no tables. PostgreSQL serialises them on an advisory lock; on SQLite the losers of
+        the race get "table already exists", wait a moment and check again.
+        """
+        for attempt in range(attempts):
+            try:
+                self._create_schema()
+                return
+            except sa.exc.DBAPIError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+
+    def _create_schema(self) -> None:
         with self._tx() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             metadata.create_all(conn, checkfirst=True)
             found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
             if found is None:

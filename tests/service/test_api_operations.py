@@ -29,7 +29,7 @@ def test_lifespan_opens_and_closes_the_store(make_client: Any) -> None:
 
 def test_store_that_cannot_open_leaves_scoring_up(make_client: Any) -> None:
     client = make_client(database_url="nosuchscheme://nowhere")
-    assert client.app.state.store is None
+    assert client.app.state.store.ping() is False  # kept, and retried on use
     assert client.get("/readyz").status_code == 503
     assert (
         client.post("/v1/score", json={"predictions": [0.5], "stream": "s"}).json()["recorded"]

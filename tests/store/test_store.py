@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,3 +174,34 @@ def test_concurrent_writer_processes_lose_nothing(url: str, store: SqlStore) -> 
     assert total["n_items"] == 3 * workers * per_worker
     items, _ = store.flagged("c", limit=1000)
     assert len(items) == 1 * workers * per_worker  # item 2 (0.6 vs label 0) misclassified
+
+
+def _open_and_record(url: str, start: float) -> None:
+    while time.time() < start:  # all processes open the new store at the same moment
+        time.sleep(0.001)
+    store = SqlStore.from_url(url)
+    r = xc.score(np.array([0.2, 0.9]), np.array([0, 1]))
+    assert record_batch(store, stream="race", task="binary", result=r)
+    store.close()
+
+
+def test_processes_creating_a_new_store_at_once(url: str) -> None:
+    if url.startswith("postgresql"):
+        with private_schema() as fresh:  # a schema with no tables yet
+            _race(fresh)
+    else:
+        _race(url)
+
+
+def _race(url: str) -> None:
+    ctx = mp.get_context("spawn")
+    start = time.time() + 2.0
+    procs = [ctx.Process(target=_open_and_record, args=(url, start)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = SqlStore.from_url(url)
+    assert len(store.batches_in("race")) == 4
+    store.close()
