@@ -15,9 +15,9 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from service import deps
 from service.errors import RequestInvalid, error_item
 from service.metrics import Metrics
+from service.monitoring import record_batch
 from service.parsing import Parsed, parse_batch
 from service.schemas import BatchRequest
 from service.settings import Settings
@@ -134,13 +134,12 @@ def record(
     """Record the batch when it names a stream; None when it does not."""
     if req.stream is None:
         return None
-    return deps.record_batch(
+    return record_batch(
         request.app.state.store,
         stream=req.stream,
         task=result.task,
         result=result,
         ids=req.ids,
-        labels_given=req.labels is not None,
         idempotency_key=request.headers.get("Idempotency-Key"),
         metrics=metrics.streams,
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from service import deps
+from service.monitoring import StreamMetrics
 
 __all__ = ["Metrics", "multiprocess_dir"]
 
@@ -73,9 +73,8 @@ class Metrics:
             ["endpoint", "task"],
             registry=self.registry,
         )
-        #: Per-stream series of the monitoring work (items, flags, loss, confidence, store
-        #: errors), registered here so that /metrics shows them; None if it is not installed.
-        self.streams = deps.stream_metrics(self.registry, max_streams)
+        #: Per-stream series (items, flags, loss, confidence, store errors), in this registry.
+        self.streams = StreamMetrics(registry=self.registry, max_streams=max_streams)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one finished request."""

@@ -225,7 +225,6 @@ def record_batch(
     task: str,
     result: ScoreResult,
     ids: Sequence[Any] | None = None,
-    labels_given: bool = True,
     idempotency_key: str | None = None,
     metrics: StreamMetrics | None = None,
 ) -> bool:
@@ -234,7 +233,6 @@ def record_batch(
     A batch whose ``idempotency_key`` the stream already has is not written again and not
     counted again in the metrics, and still returns True (the store has it).
     """
-    del labels_given  # the result itself says whether it carries a loss
     return _record(
         store,
         stream=stream,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from service.api._docs import ERRORS, request_body
 from service.batch import compute, dumps, header_length, in_thread, json_response
 from service.metrics import Metrics
-from service.monitoring import StreamMetrics, record_sequences
+from service.monitoring import record_sequences
 from service.parsing import Parsed, parse_sequences
 from service.schemas import OpenAILogprobs, SequencesRequest, SequencesResponse
 from service.settings import Settings
@@ -163,7 +163,7 @@ async def score_sequences_route(request: Request) -> Response:
                 result=result,
                 ids=None if all(i is None for i in ids) else ids,
                 idempotency_key=request.headers.get("Idempotency-Key"),
-                metrics=cast("StreamMetrics | None", metrics.streams),
+                metrics=metrics.streams,
             )
         )
     metrics.items.labels("sequences", "sequences").inc(len(req.sequences))
