@@ -10,16 +10,12 @@ key counts once (summary and rows), and SQLite's integrity check passes.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.store.sql import SqlStore
+from tests.support.server import xent_serve
 
 STREAM = "durable"
 LABELS = [0, 2, 2]
@@ -55,17 +52,6 @@ class Outcome:
     failures: int = 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _command() -> list[str]:
-    script = shutil.which("xent")
-    return [script] if script else [sys.executable, "-m", "service.cli"]
-
-
 def _workers(parent: int) -> set[int]:
     """The uvicorn workers of ``parent``: its children started by multiprocessing's spawn (not
     multiprocessing's resource tracker, also a child)."""
@@ -90,48 +76,6 @@ def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
             return True
         time.sleep(0.1)
     return False
-
-
-@contextmanager
-def _server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    """``xent serve --workers 2`` in a process group of its own; SIGTERM (then, only if it
-    hangs, SIGKILL to that group) in the end, whatever happened."""
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    env = {**os.environ, "XENT_DATA_DIR": str(tmp_path / "data"), "TMPDIR": str(tmp_path)}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.pop("XENT_DATABASE_URL", None)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*_command(), "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"xent serve did not start ({proc.returncode}): {log.read_text()}")
-            time.sleep(0.1)
-        yield url, proc, log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-            pytest.fail(f"xent serve did not stop on SIGTERM: {log.read_text()}")
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _client(url: str, thread: int, outcomes: dict[str, Outcome], deadline: float) -> None:
@@ -171,7 +115,20 @@ def _items_in_metrics(url: str) -> float:
 def test_killed_worker_loses_nothing_acknowledged(tmp_path: Path) -> None:
     started = time.monotonic()
     outcomes: dict[str, Outcome] = {}
-    with _server(tmp_path) as (url, proc, log):
+    # The default SQLite store and a private multiprocess directory (under tmp_path), whatever
+    # this environment sets. Exit status and log are not checked (a worker is killed here);
+    # xent_serve still fails the test if SIGTERM does not stop the server.
+    with xent_serve(
+        tmp_path,
+        "--workers",
+        "2",
+        "--log-level",
+        "warning",
+        env={"TMPDIR": str(tmp_path)},
+        unset=("PROMETHEUS_MULTIPROC_DIR", "XENT_DATABASE_URL"),
+        check_exit=False,
+    ) as server:
+        url, proc, log = server.url, server.proc, server.log
         assert _wait_for(lambda: len(_workers(proc.pid)) == 2, 20), log.read_text()
         before = _workers(proc.pid)
         deadline = time.monotonic() + 30

@@ -8,16 +8,10 @@ as a real process: /metrics shows the exact totals of both workers, whichever on
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +26,7 @@ import xentcore as xc
 from service.cli import MULTIPROC_ENV, prometheus_multiprocess
 from service.metrics import Metrics
 from service.monitoring import StreamMetrics, _observe_all
+from tests.support.server import xent_serve
 
 #: Above Linux's PID_MAX_LIMIT (2**22): no process ever has this id.
 DEAD_PID = 2**22 + 1
@@ -167,64 +162,6 @@ ROUTE = (("method", "POST"), ("route", "/v1/score"), ("status", "200"))
 ITEMS_KEY = ("xent_stream_items_scored_total", (("stream", STREAM), ("task", "multiclass")))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _command() -> list[str]:
-    script = shutil.which("xent")
-    return [script] if script else [sys.executable, "-m", "service.cli"]
-
-
-@contextmanager
-def _server(tmp_path: Path, *args: str, env: dict[str, str]) -> Iterator[tuple[str, Path]]:
-    """``xent serve`` on a free loopback port, in a process group of its own; stopped after.
-
-    Yields the base URL and the log file. Stopping: SIGTERM to the server, then a bounded wait;
-    only if that fails, SIGKILL to the group this test created.
-    """
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*_command(), "serve", "--port", str(port), "--log-level", "warning", *args],
-            env={**os.environ, "XENT_DATA_DIR": str(tmp_path / "data"), **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
-        yield url, log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-            pytest.fail(f"xent serve did not stop on SIGTERM: {log.read_text()}")
-    assert code in (0, -signal.SIGTERM), log.read_text()
-    assert "Traceback" not in log.read_text(), log.read_text()
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"xent serve exited with {proc.returncode}: {log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"xent serve did not become healthy: {log.read_text()}")
-
-
 def _score(url: str) -> dict[str, Any]:
     """One scoring request on a connection of its own (so the kernel spreads them)."""
     response = httpx.post(f"{url}/v1/score", json=BODY, timeout=httpx.Timeout(10, connect=3))
@@ -271,7 +208,8 @@ def test_metrics_sum_over_two_real_workers(tmp_path: Path) -> None:
     scratch = tmp_path / "tmp"  # where the CLI makes its private multiprocess directory
     scratch.mkdir()
     env = {"TMPDIR": str(scratch), MULTIPROC_ENV: ""}
-    with _server(tmp_path, "--workers", "2", env=env) as (url, _):
+    with xent_serve(tmp_path, "--log-level", "warning", "--workers", "2", env=env) as server:
+        url = server.url
         (private,) = scratch.glob("xent-metrics-*")
         sent = 0
         with ThreadPoolExecutor(8) as pool:
@@ -299,7 +237,8 @@ def test_given_multiprocess_dir_with_one_worker(tmp_path: Path) -> None:
     given = tmp_path / "prom"
     given.mkdir()
     (given / "counter_1.db").write_bytes(b"stale")
-    with _server(tmp_path, env={MULTIPROC_ENV: str(given)}) as (url, _):
+    with xent_serve(tmp_path, "--log-level", "warning", env={MULTIPROC_ENV: str(given)}) as server:
+        url = server.url
         assert not (given / "counter_1.db").exists()
         for _ in range(3):
             assert _score(url)["recorded"] is True

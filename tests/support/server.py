@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,15 +59,30 @@ def _wait_healthy(server: Server, timeout: float) -> None:
 
 @contextmanager
 def xent_serve(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30.0
+    tmp_path: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    unset: Sequence[str] = (),
+    timeout: float = 30.0,
+    check_exit: bool = True,
 ) -> Iterator[Server]:
     """Run ``xent serve`` on a free 127.0.0.1 port with its data under ``tmp_path``.
 
-    The server runs in a process group of its own; it is sent SIGTERM on exit (SIGKILL to the
-    group if it has not stopped within 20 s), so no worker outlives the test.
+    ``args`` are more flags for ``xent serve``; ``env`` is added to this process's environment
+    and the variables named in ``unset`` are then removed from it. The server must answer
+    /healthz within ``timeout`` seconds.
+
+    The server runs in a process group of its own; it is sent SIGTERM on exit, so no worker
+    outlives the test. If it has not stopped within 20 s, the group gets SIGKILL and an
+    AssertionError (with the log) is raised. With ``check_exit``, a server that stopped must
+    also have exited with 0 or -SIGTERM (uvicorn re-raises the signal after a graceful
+    shutdown) and have no "Traceback" in its log; that is checked only if the ``with`` body
+    did not raise.
     """
     port = free_port()
     full_env = {**os.environ, "XENT_DATA_DIR": str(tmp_path / "data"), **(env or {})}
+    for name in unset:
+        full_env.pop(name, None)
     log = tmp_path / f"serve-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -85,6 +100,13 @@ def xent_serve(
         proc.terminate()
         try:
             server.exit_code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as err:
             os.killpg(proc.pid, signal.SIGKILL)
             server.exit_code = proc.wait(timeout=10)
+            raise AssertionError(f"xent serve did not stop on SIGTERM: {log.read_text()}") from err
+    if check_exit:
+        text = log.read_text()
+        if server.exit_code not in (0, -signal.SIGTERM):
+            raise AssertionError(f"xent serve exited with {server.exit_code}: {text}")
+        if "Traceback" in text:
+            raise AssertionError(f"a traceback in the log of xent serve: {text}")
