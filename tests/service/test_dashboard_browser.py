@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 import xentcore as xc
 from service.monitoring import flagged_rows
 from service.store.sql import SqlStore
+from tests.support.postgres import pg_unavailable, private_schema
 from tests.support.server import xent_serve
 from xentcore.summary import summarize
 
@@ -53,9 +55,25 @@ def _playwright() -> Any:
     return sync_playwright
 
 
-def _seed_history(data_dir: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """The store's URL and the server environment that selects it."""
+    if request.param == "sqlite":
+        (tmp_path / "data").mkdir()
+        yield f"sqlite:///{tmp_path}/data/xent.db", {}
+        return
+    reason = pg_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with private_schema() as url:
+        yield url, {"XENT_DATABASE_URL": url}
+
+
+def _seed_history(url: str) -> None:
     """Six hours of real scored batches for stream ``vision``, one every 30 minutes."""
-    store = SqlStore.from_url(f"sqlite:///{data_dir}/xent.db")
+    store = SqlStore.from_url(url)
     rng = np.random.default_rng(7)
     now = time.time()
     for i in range(12):
@@ -87,15 +105,14 @@ def _score_over_http(url: str, headers: dict[str, str]) -> None:
     assert httpx.post(f"{url}/v1/sequences/score", json=llm, headers=headers).json()["recorded"]
 
 
-def test_dashboard_draws_real_data(tmp_path: Path) -> None:
+def test_dashboard_draws_real_data(tmp_path: Path, store_url: tuple[str, dict[str, str]]) -> None:
     sync_playwright = _playwright()
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    _seed_history(data_dir)
+    url, store_env = store_url
+    _seed_history(url)
     key = "browser-key"
-    with xent_serve(tmp_path, env={"XENT_API_KEYS": key}) as server:
+    with xent_serve(tmp_path, env={"XENT_API_KEYS": key, **store_env}) as server:
         _score_over_http(server.url, {"X-API-Key": key})
-        shots = Path(os.environ.get("XENT_SCREENSHOT_DIR", tmp_path))
+        shots = Path(os.environ.get("XENT_SCREENSHOT_DIR", tmp_path)) / store_url[0].split(":")[0]
         shots.mkdir(parents=True, exist_ok=True)
         problems: list[str] = []
         with sync_playwright() as pw:
