@@ -113,13 +113,23 @@ class ScoreResult:
 def _reduce(
     item_loss: F64, scored: Bool | None, sample_weights: F64 | None, denominators: F64 | None
 ) -> tuple[float, float | None, float]:
-    """(sum, mean, weight sum) of the contract's section 2 over scored items."""
-    s = np.ones_like(item_loss) if sample_weights is None else sample_weights
-    v = s if denominators is None else s * denominators
+    """(sum, mean, weight sum) of the contract's section 2 over scored items.
+
+    sum = sum_i s_i loss_i and weight = sum_i s_i v_i over scored items; with neither sample
+    weights nor class weights these are a plain sum and a count (no N-sized temporaries).
+    """
     if scored is not None:
-        s, v, item_loss = s[scored], v[scored], item_loss[scored]
-    total = float(np.dot(s, item_loss)) if sample_weights is not None else float(item_loss.sum())
-    weight = float(v.sum())
+        item_loss = item_loss[scored]
+        sample_weights = None if sample_weights is None else sample_weights[scored]
+        denominators = None if denominators is None else denominators[scored]
+    if sample_weights is None:
+        total = float(item_loss.sum())
+        weight = float(item_loss.size) if denominators is None else float(denominators.sum())
+    else:
+        total = float(np.dot(sample_weights, item_loss))
+        weight = float(
+            sample_weights.sum() if denominators is None else np.dot(sample_weights, denominators)
+        )
     return total, (total / weight if weight > 0 else None), weight
 
 

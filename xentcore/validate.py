@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xentcore._kernels import row_logsumexp, row_sums
+from xentcore._kernels import chunk_rows, row_logsumexp, row_sums
 from xentcore.errors import InputError, Location
 from xentcore.types import (
     CONFIDENCE_METHODS,
@@ -154,25 +154,34 @@ def _as_float(value: Any, field: str) -> FloatArray:
     return np.ascontiguousarray(arr)
 
 
-def _check_finite(x: FloatArray, field: str) -> F64 | None:
-    """Raise on the first NaN or infinity; return the float64 row sums of a 2-D array.
+def _check_finite(x: FloatArray, field: str) -> tuple[float, float] | None:
+    """Raise on the first NaN or infinity; for a 2-D array return (min, max) of its row sums.
 
-    2-D: row sums first (one pass; a NaN or infinity makes its row's sum non-finite), then an
-    exact check of the suspect rows only. The sums are returned for the row-sum rule to reuse.
+    2-D: row sums by chunk (one BLAS pass; a NaN or infinity makes its row's sum non-finite),
+    then an exact check of the suspect rows only. Only the extremes of the sums are kept (for
+    the sum-to-one rule), so no N-sized array is made on the way.
     """
     if x.ndim == 2:
-        with np.errstate(over="ignore", invalid="ignore"):  # a huge finite row may overflow its sum
-            sums = row_sums(x)
-        for row in np.flatnonzero(~np.isfinite(sums)):  # only rows whose sum is not finite
-            bad = ~np.isfinite(x[row])
-            if bad.any():
-                col = _first(bad)
-                raise InputError(
-                    (field, int(row), col),
-                    f"{x[row, col]} is not a finite number",
-                    kind="finite_number",
-                )
-        return sums
+        lo, hi = np.inf, -np.inf
+        ones = np.ones(x.shape[1], dtype=x.dtype)
+        for sl in chunk_rows(x.shape[0], x.shape[1]):
+            with np.errstate(over="ignore", invalid="ignore"):  # a huge finite row may overflow
+                sums = x[sl] @ ones
+            finite = np.isfinite(sums)
+            for row in np.flatnonzero(~finite) + sl.start:  # rows whose sum is not finite
+                bad = ~np.isfinite(x[row])
+                if bad.any():
+                    col = _first(bad)
+                    raise InputError(
+                        (field, int(row), col),
+                        f"{x[row, col]} is not a finite number",
+                        kind="finite_number",
+                    )
+            if finite.all() and sums.size:
+                lo, hi = min(lo, float(sums.min())), max(hi, float(sums.max()))
+            elif sums.size:  # a finite row whose sum overflowed: it is not a probability row
+                lo, hi = -np.inf, np.inf
+        return lo, hi
     bad = ~np.isfinite(x)
     if bad.any():
         flat = _first(bad)
@@ -278,10 +287,22 @@ def _check_log_probabilities(x: FloatArray, field: str) -> None:
 
 
 def _normalise_rows(
-    x: FloatArray, input_type: InputType, tol: float, renormalize: bool, field: str, sums: F64
+    x: FloatArray,
+    input_type: InputType,
+    tol: float,
+    renormalize: bool,
+    field: str,
+    extremes: tuple[float, float],
 ) -> FloatArray:
-    """Check (or with ``renormalize`` restore) multiclass rows: sum p = 1 or logsumexp = 0."""
+    """Check (or with ``renormalize`` restore) multiclass rows: sum p = 1 or logsumexp = 0.
+
+    ``extremes`` are the smallest and largest row sums: when both are within the tolerance the
+    rule holds and no per-row pass is needed.
+    """
     if input_type == "probabilities":
+        if not renormalize and 1.0 - tol <= extremes[0] and extremes[1] <= 1.0 + tol:
+            return x
+        sums = row_sums(x)
         if renormalize:
             zero = sums <= 0
             if zero.any():
@@ -307,14 +328,14 @@ def _check_predictions(
     x: FloatArray, task: Task, input_type: InputType, tol: float, renormalize: bool
 ) -> FloatArray:
     _check_shape(x, task)
-    sums = _check_finite(x, "predictions")
+    extremes = _check_finite(x, "predictions")
     if input_type == "probabilities":
         _check_probabilities(x, "predictions")
     elif input_type == "log_probabilities":
         _check_log_probabilities(x, "predictions")
     if task == "multiclass" and input_type != "logits":
-        assert sums is not None
-        x = _normalise_rows(x, input_type, tol, renormalize, "predictions", sums)
+        assert extremes is not None
+        x = _normalise_rows(x, input_type, tol, renormalize, "predictions", extremes)
     elif renormalize and input_type != "logits":
         raise InputError(("renormalize",), "only multiclass probability rows can be renormalized")
     return x
