@@ -1,4 +1,5 @@
-"""The ``xent`` command. ``xent serve`` runs the service under uvicorn.
+"""The ``xent`` command. ``xent serve`` runs the service under uvicorn; ``xent score`` scores
+``.npy`` / ``.npz`` files offline, in row chunks (``service.offline``).
 
 Flags override the ``XENT_*`` environment; they are written back to the environment before
 uvicorn starts, because with ``--workers`` > 1 every worker process imports ``service.app:app``
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import shutil
 import sys
@@ -24,9 +26,18 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.config import LOGGING_CONFIG
 
+from service.offline import FileError, OfflineResult, ProgressBar, RowSource, open_rows, score_file
 from service.settings import LogLevel, Settings, get_settings
+from xentcore import InputError
+from xentcore.types import CONFIDENCE_METHODS, INPUT_TYPES, TASKS
 
-__all__ = ["MULTIPROC_ENV", "build_parser", "main", "prometheus_multiprocess"]
+__all__ = [
+    "MULTIPROC_ENV",
+    "build_parser",
+    "main",
+    "prometheus_multiprocess",
+    "score_files",
+]
 
 #: prometheus_client's own variable: where each process writes its metric values.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -105,8 +116,131 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(result: OfflineResult, source: RowSource) -> str:
+    """The human-readable report of ``xent score``."""
+    shape = " x ".join(f"{d:,}" for d in source.shape)
+    lines = [
+        f"file        {source.name} ({shape} {source.dtype})",
+        f"task        {result.task}, {result.input_type}, {result.n_classes} classes",
+        f"items       {result.n_items:,}",
+    ]
+    if result.loss_sum is not None:
+        mean = "null" if result.loss_mean is None else f"{result.loss_mean:.6g}"
+        lines.append(
+            f"loss        mean {mean}  sum {result.loss_sum:.10g}  scored {result.n_scored:,}"
+        )
+    if result.accuracy is not None:
+        lines.append(f"accuracy    {result.accuracy:.4%}")
+    mean_conf = "null" if result.confidence_mean is None else f"{result.confidence_mean:.6g}"
+    lines.append(f"confidence  {result.confidence_method}, mean {mean_conf}")
+    idx = result.flagged_indices
+    rate = idx.size / result.n_items if result.n_items else 0.0
+    shown = ", ".join(str(i) for i in idx[:10].tolist()) + (", ..." if idx.size > 10 else "")
+    lines.append(f"flagged     {idx.size:,} ({rate:.2%})" + (f": {shown}" if idx.size else ""))
+    lines += [f"warning     {w}" for w in result.warnings]
+    return "\n".join(lines)
+
+
+def score_files(args: argparse.Namespace) -> int:
+    """``xent score``: score a file in chunks; print the summary or the JSON; 2 on bad input."""
+    opened: list[RowSource] = []
+    flag: dict[str, Any] = {"min_confidence": args.flag_min_confidence}
+    if args.flag_max_loss is not None:
+        flag["max_loss"] = args.flag_max_loss
+    if args.flag_misclassified:
+        flag["misclassified"] = True
+    try:
+        predictions = open_rows(args.predictions, default_member="predictions")
+        opened.append(predictions)
+        labels = None
+        if args.labels is not None:
+            labels = open_rows(args.labels, default_member="labels")
+            opened.append(labels)
+        show = args.progress or (args.progress is None and sys.stderr.isatty())
+        bar = ProgressBar(predictions.n_rows) if show else None
+        result = score_file(
+            predictions,
+            labels,
+            chunk_rows=args.chunk_rows,
+            per_item=args.per_item,
+            progress=bar.update if bar is not None else None,
+            task=args.task,
+            input_type=args.input_type,
+            confidence=args.confidence,
+            ignore_index=args.ignore_index,
+            flag=flag,
+        )
+        if bar is not None:
+            bar.close(predictions.n_rows)
+    except FileError as exc:
+        print(f"xent score: {exc}", file=sys.stderr)
+        return 2
+    except InputError as exc:
+        where = {"predictions": args.predictions, "labels": args.labels}.get(
+            str(exc.location[0]) if exc.location else ""
+        )
+        prefix = f"{where}: " if where else ""
+        print(f"xent score: {prefix}{exc}", file=sys.stderr)
+        return 2
+    finally:
+        for source in opened:
+            source.close()
+    if args.json:
+        print(json.dumps(result.as_json()))
+    else:
+        print(_summary(result, predictions))
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _add_score(commands: Any) -> None:
+    run = commands.add_parser(
+        "score",
+        help="score a .npy / .npz file offline",
+        description="Score predictions stored in a .npy or .npz file, in chunks of rows "
+        "(memory-mapped, so files larger than memory work). The figures are those of "
+        "POST /v1/score. An .npz array is chosen as FILE.npz:NAME; without :NAME, the "
+        "file's only array, else the one named 'predictions' (or 'labels' for --labels). "
+        "Exit status: 0, or 2 for unreadable files and invalid input.",
+    )
+    run.add_argument("predictions", metavar="PREDICTIONS", help="FILE.npy, FILE.npz[:NAME]")
+    run.add_argument("--labels", metavar="LABELS", help="FILE.npy, FILE.npz[:NAME]")
+    run.add_argument("--task", choices=TASKS, help="default: inferred from the shape")
+    run.add_argument("--input-type", choices=INPUT_TYPES, default="probabilities")
+    run.add_argument("--confidence", choices=CONFIDENCE_METHODS, default="max_probability")
+    run.add_argument("--ignore-index", type=int, help="label value that marks unscored items")
+    run.add_argument(
+        "--flag-min-confidence", type=float, default=0.5, help="flag below this (default 0.5)"
+    )
+    run.add_argument("--flag-max-loss", type=float, help="flag items whose loss exceeds this")
+    run.add_argument("--flag-misclassified", action="store_true", help="flag wrong predictions")
+    run.add_argument("--json", action="store_true", help="print the /v1/score JSON (no items)")
+    run.add_argument(
+        "--per-item",
+        type=Path,
+        metavar="OUT.npz",
+        help="write loss, confidence, predicted and flagged per item to this .npz",
+    )
+    run.add_argument(
+        "--chunk-rows", type=_positive, help="rows per chunk (default: about 4 M numbers)"
+    )
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    run.set_defaults(handler=score_files)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """``xent`` and its subcommands (``serve``; room for ``score`` and others)."""
+    """``xent`` and its subcommands: ``serve`` and ``score``."""
     parser = argparse.ArgumentParser(
         prog="xent", description="xentcore: loss scoring for model outputs."
     )
@@ -124,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", choices=get_args(LogLevel), help="log level (XENT_LOG_LEVEL, default info)"
     )
     run.set_defaults(handler=serve)
+    _add_score(commands)
     return parser
 
 

@@ -13,7 +13,7 @@ server reads them without parsing. Results come back as the typed response model
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -70,22 +70,41 @@ def _jsonable(value: Any) -> Any:
     return np.ascontiguousarray(value)
 
 
-def _tensor(value: np.ndarray[Any, Any]) -> tuple[dict[str, Any], bytes] | None:
-    """A ``TensorRef`` and the little-endian bytes of ``value``, or None if it has no datatype."""
+def _tensor(value: np.ndarray[Any, Any]) -> tuple[dict[str, Any], memoryview] | None:
+    """A ``TensorRef`` and the little-endian bytes of ``value`` (a view: no copy when ``value``
+    is already C-contiguous little-endian), or None if it has no datatype."""
     code = f"{value.dtype.kind}{value.dtype.itemsize}"
     if code in ("i1", "i2", "u1", "u2", "u4"):
         value, code = value.astype(np.int64), "i8"
     if code not in _DATATYPES or value.ndim not in (1, 2):
         return None
-    data = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tobytes()
+    contiguous = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
+    data = memoryview(contiguous.data).cast("B")
     ref = {"datatype": _DATATYPES[code], "shape": list(value.shape), "binary_data_size": len(data)}
     return ref, data
 
 
+#: Largest piece a binary body is sent in: bounded copies in the HTTP stack (h11 copies each
+#: piece once; sending one 128 MB ``bytes`` would make httpcore re-slice it quadratically).
+PIECE_BYTES = 1 << 20
+
+
 def encode(fields: Mapping[str, Any], binary_threshold: int | None) -> tuple[bytes, dict[str, str]]:
-    """A request body and its headers: JSON, or JSON + binary tensors for large arrays."""
+    """A request body and its headers, as one ``bytes`` (see :func:`encode_parts`)."""
+    parts, headers = encode_parts(fields, binary_threshold)
+    return b"".join(parts), headers
+
+
+def encode_parts(
+    fields: Mapping[str, Any], binary_threshold: int | None
+) -> tuple[list[bytes | memoryview], dict[str, str]]:
+    """A request body as pieces, and its headers: JSON, or JSON + binary tensors.
+
+    Arrays of ``binary_threshold`` elements or more are sent as raw little-endian tensors after
+    the JSON, as views of the arrays themselves (no copy), in pieces of at most 1 MiB.
+    """
     body = {name: _jsonable(value) for name, value in fields.items() if value is not None}
-    chunks: list[bytes] = []
+    chunks: list[memoryview] = []
     if binary_threshold is not None:
         for name in _TENSOR_FIELDS:
             value = body.get(name)
@@ -96,10 +115,14 @@ def encode(fields: Mapping[str, Any], binary_threshold: int | None) -> tuple[byt
                     chunks.append(data)
     header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
-        return header, {"Content-Type": "application/json"}
-    return header + b"".join(chunks), {
+        return [header], {"Content-Type": "application/json"}
+    parts: list[bytes | memoryview] = [header]
+    for data in chunks:
+        parts.extend(data[i : i + PIECE_BYTES] for i in range(0, len(data), PIECE_BYTES))
+    return parts, {
         "Content-Type": "application/octet-stream",
         "Inference-Header-Content-Length": str(len(header)),
+        "Content-Length": str(sum(len(part) for part in parts)),
     }
 
 
@@ -120,6 +143,24 @@ def _result(response: httpx.Response, model: type[R]) -> R:
     return model.model_validate_json(response.content)
 
 
+Body = bytes | list[bytes | memoryview]
+
+
+def _pieces(content: Body) -> bytes | Iterator[bytes]:
+    """httpx content: bytes as they are, pieces as a stream (Content-Length is set)."""
+    if isinstance(content, bytes):
+        return content
+    if len(content) == 1:
+        return bytes(content[0])
+    return (piece if isinstance(piece, bytes) else piece.tobytes() for piece in content)
+
+
+async def _async_pieces(content: Body) -> AsyncIterator[bytes]:
+    """The same pieces for the async client."""
+    for piece in [content] if isinstance(content, bytes) else content:
+        yield piece if isinstance(piece, bytes) else piece.tobytes()
+
+
 class _Requests:
     """Request building shared by both clients."""
 
@@ -130,9 +171,9 @@ class _Requests:
 
     def build(
         self, predictions: Any, labels: Any, options: dict[str, Any], idempotency_key: str | None
-    ) -> tuple[bytes, dict[str, str]]:
+    ) -> tuple[list[bytes | memoryview], dict[str, str]]:
         fields = {"predictions": predictions, "labels": labels, **options}
-        content, headers = encode(fields, self.binary_threshold)
+        content, headers = encode_parts(fields, self.binary_threshold)
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
         return content, headers
@@ -153,8 +194,10 @@ class Client(_Requests):
         super().__init__(base_url, api_key, binary_threshold)
         self.http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
 
-    def _post(self, path: str, content: bytes, headers: dict[str, str], model: type[R]) -> R:
-        response = self.http.post(path, content=content, headers={**self.headers, **headers})
+    def _post(self, path: str, content: Body, headers: dict[str, str], model: type[R]) -> R:
+        response = self.http.post(
+            path, content=_pieces(content), headers={**self.headers, **headers}
+        )
         return _result(response, model)
 
     def _batch(
@@ -258,8 +301,10 @@ class AsyncClient(_Requests):
         super().__init__(base_url, api_key, binary_threshold)
         self.http = http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
 
-    async def _post(self, path: str, content: bytes, headers: dict[str, str], model: type[R]) -> R:
-        response = await self.http.post(path, content=content, headers={**self.headers, **headers})
+    async def _post(self, path: str, content: Body, headers: dict[str, str], model: type[R]) -> R:
+        response = await self.http.post(
+            path, content=_async_pieces(content), headers={**self.headers, **headers}
+        )
         return _result(response, model)
 
     async def _batch(

@@ -56,7 +56,7 @@ def too_large(what: str) -> HTTPException:
     return HTTPException(413, detail=what)
 
 
-def _load(body: bytes) -> dict[str, Any]:
+def _load(body: bytes | bytearray) -> dict[str, Any]:
     try:
         raw = pydantic_core.from_json(body, allow_inf_nan=True)
     except ValueError as exc:  # the message has a line and column, never the input
@@ -189,7 +189,7 @@ def _reject_refs(refs: list[tuple[TensorPath, TensorRef]]) -> None:
 
 
 def parse_body(
-    body: bytes,
+    body: bytes | bytearray | memoryview,
     model: type[M],
     *,
     header_length: int | None,
@@ -210,7 +210,10 @@ def parse_body(
                 )
             ]
         )
-    json_part = body if header_length is None else body[:header_length]
+    if header_length is not None:
+        json_part: bytes | bytearray = bytes(body[:header_length])
+    else:
+        json_part = bytes(body) if isinstance(body, memoryview) else body
     raw = _load(json_part)
     _check_counts(*counts(raw), settings)
     req = _validate(model, raw)
@@ -224,7 +227,11 @@ def parse_body(
 
 
 def parse_batch(
-    body: bytes, model: type[M], *, header_length: int | None, settings: Settings
+    body: bytes | bytearray | memoryview,
+    model: type[M],
+    *,
+    header_length: int | None,
+    settings: Settings,
 ) -> Parsed[M]:
     """A batch request (``BatchRequest`` or a subclass)."""
     assert issubclass(model, BatchRequest)
@@ -240,7 +247,7 @@ def parse_batch(
 
 
 def parse_sequences(
-    body: bytes, *, header_length: int | None, settings: Settings
+    body: bytes | bytearray | memoryview, *, header_length: int | None, settings: Settings
 ) -> Parsed[SequencesRequest]:
     """A ``SequencesRequest``; the token total counts against ``max_elements``."""
     parsed = parse_body(

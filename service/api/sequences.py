@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service.api._docs import ERRORS, request_body
-from service.batch import compute, dumps, header_length, in_thread, json_response
+from service.batch import compute, dumps, header_length, in_thread, json_response, read_body
 from service.metrics import Metrics
 from service.monitoring import record_sequences
 from service.parsing import Parsed, parse_sequences
@@ -141,7 +141,7 @@ async def score_sequences_route(request: Request) -> Response:
     token-weighted `nll` and `perplexity`. A sequence is `token_logprobs` or an OpenAI
     `logprobs` object as it comes; OpenAI's -9999 ("not in the top 20") is treated as censored
     and reported in `warnings`, never used as a probability."""
-    body = await request.body()
+    body = await read_body(request)
     settings: Settings = request.app.state.settings
     metrics: Metrics = request.app.state.metrics
     length = header_length(request)

@@ -1,0 +1,276 @@
+"""``xent score``: chunked offline scoring of .npy / .npz files equals scoring in memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import xentcore as xc
+from service.cli import main
+
+N, K = 2_345, 7
+
+
+def _logits(seed: int = 0) -> np.ndarray[Any, Any]:
+    return np.random.default_rng(seed).normal(scale=2.0, size=(N, K)).astype(np.float32)
+
+
+def _probabilities(seed: int = 1) -> np.ndarray[Any, Any]:
+    p: np.ndarray[Any, Any] = np.random.default_rng(seed).random((N, K)) + 1e-3
+    p /= p.sum(axis=1, keepdims=True)
+    return p
+
+
+def _labels(seed: int = 2) -> np.ndarray[Any, Any]:
+    return np.random.default_rng(seed).integers(0, K, N)
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    assert main(["score", *argv, "--json"]) == 0
+    out: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return out
+
+
+def assert_same(out: dict[str, Any], ref: xc.ScoreResult) -> None:
+    """The chunked answer equals the in-memory one (sums to float rounding, the rest exactly)."""
+    assert out["task"] == ref.task and out["n_items"] == ref.n_items
+    assert out["n_classes"] == ref.n_classes
+    if ref.loss_sum is None:
+        assert out["loss"] is None and out["accuracy"] is None
+    else:
+        assert out["loss"]["sum"] == pytest.approx(ref.loss_sum, rel=1e-12)
+        assert out["loss"]["mean"] == pytest.approx(ref.loss_mean, rel=1e-12)
+        assert out["loss"]["n_scored"] == ref.n_scored
+        assert out["accuracy"] == ref.accuracy
+    assert out["confidence"]["mean"] == pytest.approx(ref.confidence_mean, rel=1e-12)
+    assert out["flagged"]["indices"] == ref.flagged_indices.tolist()
+    assert out["flagged"]["count"] == ref.flagged_indices.size
+
+
+@pytest.mark.parametrize("input_type", ["logits", "probabilities"])
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_many_chunks_equal_in_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], input_type: str, with_labels: bool
+) -> None:
+    x = _logits() if input_type == "logits" else _probabilities()
+    y = _labels()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    labels = ["--labels", str(tmp_path / "y.npy")] if with_labels else []
+    flag = ["--flag-min-confidence", "0.6"]
+    items = tmp_path / "items.npz"
+    out = run_json(
+        capsys,
+        str(tmp_path / "x.npy"),
+        *labels,
+        "--input-type",
+        input_type,
+        *flag,
+        "--chunk-rows",
+        "100",
+        "--per-item",
+        str(items),
+    )
+    ref = xc.score(
+        x, y if with_labels else None, input_type=input_type, flag={"min_confidence": 0.6}
+    )
+    assert_same(out, ref)
+    assert ref.flagged_indices.size > 0  # the flags cross chunk boundaries
+    with np.load(items) as z:
+        np.testing.assert_array_equal(z["confidence"], ref.confidence)
+        np.testing.assert_array_equal(z["predicted"], ref.predicted_index)
+        np.testing.assert_array_equal(z["flagged"], ref.flagged)
+        if with_labels:
+            assert ref.item_loss is not None
+            np.testing.assert_array_equal(z["loss"], ref.item_loss)
+        else:
+            assert "loss" not in z.files
+
+
+def test_ignored_labels_and_misclassified_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x, y = _logits(), _labels()
+    y[::7] = -100
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    out = run_json(
+        capsys,
+        str(tmp_path / "x.npy"),
+        "--labels",
+        str(tmp_path / "y.npy"),
+        "--input-type=logits",
+        "--ignore-index=-100",
+        "--confidence=true_class",
+        "--flag-misclassified",
+        "--chunk-rows=64",
+    )
+    ref = xc.score(
+        x,
+        y,
+        input_type="logits",
+        ignore_index=-100,
+        confidence="true_class",
+        flag={"min_confidence": 0.5, "misclassified": True},
+    )
+    assert_same(out, ref)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_members(tmp_path: Path, capsys: pytest.CaptureFixture[str], compressed: bool) -> None:
+    x, y = _logits(), _labels()
+    path = tmp_path / "eval.npz"
+    (np.savez_compressed if compressed else np.savez)(path, logits=x, y=y)
+    out = run_json(
+        capsys, f"{path}:logits", "--labels", f"{path}:y", "--input-type=logits", "--chunk-rows=99"
+    )
+    assert_same(out, xc.score(x, y, input_type="logits"))
+
+
+def test_npz_default_member_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    x, y = _probabilities(), _labels()
+    path = tmp_path / "eval.npz"
+    np.savez(path, predictions=x, labels=y)
+    out = run_json(capsys, str(path), "--labels", str(path), "--chunk-rows=500")
+    assert_same(out, xc.score(x, y))
+
+
+def test_binary_and_fortran_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(3)
+    p, t = rng.random(1_000), rng.integers(0, 2, 1_000)
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "t.npy", t)
+    out = run_json(capsys, str(tmp_path / "p.npy"), "--labels", str(tmp_path / "t.npy"))
+    assert_same(out, xc.score(p, t))
+    x, y = np.asfortranarray(_probabilities()), _labels()
+    np.savez_compressed(tmp_path / "f.npz", predictions=x, labels=y)
+    f = str(tmp_path / "f.npz")
+    assert_same(run_json(capsys, f, "--labels", f, "--chunk-rows=50"), xc.score(x, y))
+
+
+def test_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "x.npy", _probabilities())
+    np.save(tmp_path / "y.npy", _labels())
+    out = run_json(capsys, str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"))
+    assert list(out) == [
+        "task",
+        "n_items",
+        "n_classes",
+        "loss",
+        "accuracy",
+        "confidence",
+        "flagged",
+        "warnings",
+    ]
+    assert set(out["loss"]) == {"mean", "sum", "n_scored"}
+    assert set(out["confidence"]) == {"method", "mean"}
+    assert set(out["flagged"]) == {"count", "rate", "indices"}
+    assert out["flagged"]["rate"] == out["flagged"]["count"] / N
+
+
+def test_clip_warnings_add_up_across_chunks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = np.zeros((300, 3))
+    p[:, 0] = 1.0
+    y = np.zeros(300, dtype=np.int64)
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "y.npy", y)
+    ref = xc.score(p, y)
+    out = run_json(
+        capsys, str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--chunk-rows=7"
+    )
+    assert out["warnings"] == ref.warnings and ref.warnings
+
+
+def test_human_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "x.npy", _logits())
+    np.save(tmp_path / "y.npy", _labels())
+    argv = ["score", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")]
+    assert main([*argv, "--input-type=logits", "--chunk-rows=1000", "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "loss        mean" in captured.out and "accuracy" in captured.out
+    assert "2,345/2,345 rows" in captured.err  # the progress bar, asked for
+
+
+def test_nan_at_row_1234_names_file_and_global_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = _logits()
+    x[1234, 3] = np.nan
+    path = tmp_path / "bad.npy"
+    np.save(path, x)
+    assert main(["score", str(path), "--input-type=logits", "--chunk-rows=100"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"xent score: {path}: predictions[1234][3]: nan is not a finite number"
+    assert "Traceback" not in err
+
+
+def test_bad_label_row_is_global(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    y = _labels()
+    y[2000] = K
+    np.save(tmp_path / "x.npy", _probabilities())
+    np.save(tmp_path / "y.npy", y)
+    argv = ["score", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")]
+    assert main([*argv, "--chunk-rows=300"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'y.npy'}: labels[2000]: class {K} is outside [0, {K})" in err
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("missing", "no such file"),
+        ("text", "cannot read it as an array"),
+        ("rows", "has 10 rows"),
+        ("member", "no array named 'nope'"),
+        ("empty", "empty batch"),
+    ],
+)
+def test_bad_files_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setup: str, message: str
+) -> None:
+    x = tmp_path / "x.npy"
+    np.save(x, _probabilities())
+    argv = ["score", str(x)]
+    if setup == "missing":
+        argv = ["score", str(tmp_path / "absent.npy")]
+    elif setup == "text":
+        (tmp_path / "t.npy").write_text("hello")
+        argv = ["score", str(tmp_path / "t.npy")]
+    elif setup == "rows":
+        np.save(tmp_path / "y.npy", np.zeros(10, dtype=np.int64))
+        argv += ["--labels", str(tmp_path / "y.npy")]
+    elif setup == "member":
+        np.savez(tmp_path / "e.npz", predictions=_probabilities())
+        argv = ["score", f"{tmp_path / 'e.npz'}:nope"]
+    else:
+        np.save(tmp_path / "e.npy", np.zeros((0, 3)))
+        argv = ["score", str(tmp_path / "e.npy")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_subprocess(tmp_path: Path) -> None:
+    x, y = _logits(), _labels()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    argv = [sys.executable, "-m", "service.cli", "score", str(tmp_path / "x.npy")]
+    argv += ["--labels", str(tmp_path / "y.npy"), "--input-type=logits", "--chunk-rows=128"]
+    done = subprocess.run([*argv, "--json"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no bar when stderr is not a terminal
+    assert_same(json.loads(done.stdout), xc.score(x, y, input_type="logits"))
+    x[5, 0] = np.inf
+    np.save(tmp_path / "x.npy", x)
+    bad = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert bad.returncode == 2
+    assert "predictions[5][0]: inf is not a finite number" in bad.stderr
+    assert "Traceback" not in bad.stderr
