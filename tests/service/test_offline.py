@@ -274,3 +274,18 @@ def test_subprocess(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "predictions[5][0]: inf is not a finite number" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    x = np.random.default_rng(1).standard_normal((20_000, 3))
+    np.save(tmp_path / "x.npy", x)
+    argv = [sys.executable, "-m", "service.cli", "score", str(tmp_path / "x.npy")]
+    proc = subprocess.Popen(
+        [*argv, "--input-type=logits", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # the reader leaves early, as `| head` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 1)
+    assert "Traceback" not in err
