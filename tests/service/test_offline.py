@@ -284,8 +284,9 @@ def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
         [*argv, "--input-type=logits", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.read(10)
-    proc.stdout.close()  # the reader leaves early, as `| head` does
-    err = proc.stderr.read().decode()
+    with proc.stderr:
+        proc.stdout.read(10)
+        proc.stdout.close()  # the reader leaves early, as `| head` does
+        err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) in (0, 1)
     assert "Traceback" not in err
