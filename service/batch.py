@@ -55,12 +55,18 @@ def json_response(content: bytes, status_code: int = 200) -> Response:
     return Response(content, status_code=status_code, media_type="application/json")
 
 
+def is_decimal(value: str) -> bool:
+    """An ASCII decimal integer (``str.isdigit`` also accepts "²", which ``int`` refuses)."""
+    value = value.strip()
+    return value.isascii() and value.isdigit()
+
+
 def header_length(request: Request) -> int | None:
     """``Inference-Header-Content-Length`` (binary tensors follow the JSON), or None."""
     value = request.headers.get("inference-header-content-length")
     if value is None:
         return None
-    if not value.strip().isdigit():
+    if not is_decimal(value):
         raise RequestInvalid(
             [
                 error_item(
@@ -195,7 +201,7 @@ async def read_body(request: Request) -> bytes | bytearray | memoryview:
     has already refused a length over ``XENT_MAX_BODY_BYTES``; the server enforces the framing).
     """
     declared = request.headers.get("content-length", "")
-    if not declared.isdigit() or int(declared) < PREALLOCATE_FROM:
+    if not is_decimal(declared) or int(declared) < PREALLOCATE_FROM:
         return await request.body()
     size = int(declared)
     json_length = header_length(request)

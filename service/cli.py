@@ -112,8 +112,18 @@ def serve(args: argparse.Namespace) -> int:
             timeout_keep_alive=settings.keep_alive_timeout,
             limit_concurrency=settings.max_connections,
             server_header=False,
+            http=_http_protocol(),
         )
     return 0
+
+
+def _http_protocol() -> Any:
+    """The bounded httptools protocol (service.protocol), or uvicorn's choice without httptools."""
+    try:
+        from service.protocol import GuardedHttpToolsProtocol
+    except ImportError:  # httptools missing (it is a dependency; a stripped install may lack it)
+        return "auto"
+    return GuardedHttpToolsProtocol
 
 
 def _summary(result: OfflineResult, source: RowSource) -> str:

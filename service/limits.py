@@ -95,9 +95,19 @@ class LimitsMiddleware:
                 },
                 415,
             )
+        encoding = _header(scope, b"content-encoding")
+        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+            return JSONResponse(
+                {
+                    "detail": f"unsupported content encoding {encoding.strip()[:32]!r}: send the "
+                    "body uncompressed"
+                },
+                415,
+                headers={"Accept-Encoding": "identity"},
+            )
         length = _header(scope, b"content-length")
         if length is not None:
-            if not length.strip().isdigit():
+            if not (length.strip().isascii() and length.strip().isdigit()):
                 return JSONResponse({"detail": "invalid Content-Length"}, 400)
             if int(length) > self.max_body:
                 return JSONResponse({"detail": self._too_large()}, 413)

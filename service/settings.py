@@ -87,6 +87,17 @@ class Settings(BaseSettings):
         description="Distinct stream labels in /metrics; further streams are counted under "
         "`other` (they are still recorded in the store).",
     )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a request's line and headers (`xent serve`); "
+        "the connection is closed after (408 if part of them arrived).",
+    )
+    max_header_bytes: int = Field(
+        65_536,
+        ge=1024,
+        description="Largest request line plus headers (`xent serve`); 431 above.",
+    )
     store_retry_seconds: float = Field(
         5.0,
         gt=0,

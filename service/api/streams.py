@@ -32,14 +32,23 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 StreamName = Annotated[str, Path(pattern=STREAM_PATTERN, description="The stream's name")]
+_TIME = {"format": "date-time"}
 Since = Annotated[
     str | None,
     Query(
         description="ISO 8601 start (inclusive); UTC if no offset",
         examples=["2026-11-23T00:00:00Z"],
+        json_schema_extra=_TIME,
     ),
 ]
-Until = Annotated[str | None, Query(description="ISO 8601 end (exclusive); default now")]
+Until = Annotated[
+    str | None,
+    Query(
+        description="ISO 8601 end (exclusive); default now",
+        examples=["2026-11-24T00:00:00Z"],
+        json_schema_extra=_TIME,
+    ),
+]
 
 
 def _query_error(name: str, msg: str) -> HTTPException:
@@ -176,7 +185,12 @@ def stream_flagged(
     since: Since = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 100,
     cursor: Annotated[
-        str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="`next_cursor` of the previous page",
+        ),
     ] = None,
 ) -> dict[str, Any]:
     """Flagged items with time, id, index, confidence, loss, predicted, label and reasons.
