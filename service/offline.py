@@ -21,7 +21,6 @@ global row index (``("predictions", 1234, 5)``).
 from __future__ import annotations
 
 import math
-import re
 import shutil
 import sys
 import tempfile
@@ -37,6 +36,8 @@ import numpy.typing as npt
 
 import xentcore as xc
 from xentcore import InputError, ScoreResult
+from xentcore.score import NO_WEIGHT_WARNING, clip_warning
+from xentcore.validate import DEFAULT_EPS
 
 __all__ = [
     "FileError",
@@ -50,9 +51,6 @@ __all__ = [
 
 #: Numbers per chunk when ``chunk_rows`` is not given (about 32 MB of float64 work per chunk).
 CHUNK_ELEMENTS = 1 << 22
-
-_NO_WEIGHT = "no scored item carries weight: mean loss is null"
-_COUNTED = re.compile(r"^(\d+) (.+)$")
 
 
 class FileError(Exception):
@@ -291,16 +289,12 @@ class OfflineResult:
         }
 
 
-def _merge_warnings(seen: dict[str, int | None], warnings: list[str]) -> None:
-    """Add a chunk's warnings: "<count> <text>" ones add up; others appear once."""
-    for text in warnings:
-        if text == _NO_WEIGHT:  # decided on the whole file, not per chunk
-            continue
-        m = _COUNTED.match(text)
-        if m:
-            key = m.group(2)
-            seen[key] = (seen.get(key) or 0) + int(m.group(1))
-        else:
+def _other_warnings(seen: dict[str, None], r: ScoreResult, clip_eps: float) -> None:
+    """Add a chunk's warnings other than the clip count (summed) and the weight one (decided
+    on the whole file), once each, in order."""
+    per_file = {NO_WEIGHT_WARNING, *clip_warning(r.input_type, clip_eps, r.n_clipped)}
+    for text in r.warnings:
+        if text not in per_file:
             seen.setdefault(text, None)
 
 
@@ -403,7 +397,9 @@ def _score_chunks(
     confs: list[float] = []
     conf_count = n_scored = n_correct = 0
     flagged: list[npt.NDArray[np.intp]] = []
-    seen: dict[str, int | None] = {}
+    seen: dict[str, None] = {}
+    n_clipped = 0
+    clip_eps = float(options.get("clip_eps", DEFAULT_EPS))
     first: ScoreResult | None = None
     for start, stop in _chunks(n, size):
         x = predictions.read(start, stop)
@@ -424,18 +420,19 @@ def _score_chunks(
         confs.append(float(r.confidence[ok].sum()))
         conf_count += int(np.count_nonzero(ok))
         flagged.append(r.flagged_indices + start)
-        _merge_warnings(seen, r.warnings)
+        n_clipped += r.n_clipped
+        _other_warnings(seen, r, clip_eps)
         if items is not None:
             _write_items(items, r, start, n)
         if progress is not None:
             progress(stop)
     assert first is not None
-    warnings = [text if count is None else f"{count} {text}" for text, count in seen.items()]
+    warnings = [*clip_warning(first.input_type, clip_eps, n_clipped), *seen]
     has_loss = first.loss_sum is not None
     loss_sum = math.fsum(losses) if has_loss else None
     weight_sum = math.fsum(weights) if has_loss else None
     if has_loss and not weight_sum:
-        warnings.append(_NO_WEIGHT)
+        warnings.append(NO_WEIGHT_WARNING)
     return OfflineResult(
         task=first.task,
         input_type=first.input_type,

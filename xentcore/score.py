@@ -15,7 +15,7 @@ from xentcore.flags import FlagMasks, apply_rules, reason_lists
 from xentcore.types import FlagRules
 from xentcore.validate import DEFAULT_EPS, Batch, check_batch, check_flag_rules
 
-__all__ = ["ScoreResult", "score", "score_batch"]
+__all__ = ["NO_WEIGHT_WARNING", "ScoreResult", "clip_warning", "score", "score_batch"]
 
 F64 = npt.NDArray[np.float64]
 Bool = npt.NDArray[np.bool_]
@@ -32,6 +32,7 @@ class ScoreResult:
     renders it as the contract does (class names when given; lists for multilabel).
     ``top_confidence`` is the top-label confidence used by calibration (None for multilabel).
     ``true_class`` is the single true class per item (-1 where ignored; multilabel: (N, K) bool).
+    ``n_clipped`` counts the input values clipped on their way into a log (see ``warnings``).
     """
 
     task: str
@@ -54,6 +55,7 @@ class ScoreResult:
     correct: Bool | None = None
     scored: Bool | None = None
     warnings: list[str] = field(default_factory=list)
+    n_clipped: int = 0
 
     @property
     def flagged(self) -> Bool:
@@ -158,12 +160,17 @@ def _binary_like(b: Batch) -> tuple[F64 | None, F64, F64 | None, npt.NDArray[Any
     return (None if loss is None else loss.mean(axis=1)), conf.min(axis=1), None, pred, n_clipped
 
 
-def _clip_warning(b: Batch, n_clipped: int) -> list[str]:
+#: The warning of a batch whose scored items carry no weight (its mean loss is None).
+NO_WEIGHT_WARNING = "no scored item carries weight: mean loss is null"
+
+
+def clip_warning(input_type: str, clip_eps: float, n_clipped: int) -> list[str]:
+    """The warning that ``n_clipped`` input values were clipped on their way into a log."""
     if not n_clipped:
         return []
-    what = "log-probabilities" if b.input_type == "log_probabilities" else "probabilities"
-    bounds = "[log(eps), log(1-eps)]" if b.input_type == "log_probabilities" else "[eps, 1-eps]"
-    return [f"{n_clipped} {what} clipped to {bounds} (eps = {b.options.clip_eps:.6g})"]
+    what = "log-probabilities" if input_type == "log_probabilities" else "probabilities"
+    bounds = "[log(eps), log(1-eps)]" if input_type == "log_probabilities" else "[eps, 1-eps]"
+    return [f"{n_clipped} {what} clipped to {bounds} (eps = {clip_eps:.6g})"]
 
 
 def score_batch(b: Batch, rules: FlagRules) -> ScoreResult:
@@ -207,7 +214,8 @@ def score_batch(b: Batch, rules: FlagRules) -> ScoreResult:
         pred,
         apply_rules(rules, conf, None, None, None),
         rules,
-        warnings=[*b.warnings, *_clip_warning(b, n_clipped)],
+        warnings=[*b.warnings, *clip_warning(b.input_type, o.clip_eps, n_clipped)],
+        n_clipped=n_clipped,
     )
     if lab is None or loss is None:
         return res
@@ -227,7 +235,7 @@ def score_batch(b: Batch, rules: FlagRules) -> ScoreResult:
         correct = pred == lab.true_class
     n_scored = b.n_items if scored is None else int(np.count_nonzero(scored))
     if mean is None:
-        res.warnings.append("no scored item carries weight: mean loss is null")
+        res.warnings.append(NO_WEIGHT_WARNING)
     res.item_loss, res.loss_sum, res.loss_mean, res.weight_sum = loss, total, mean, weight
     res.n_scored, res.true_class, res.correct, res.scored = (
         n_scored,
