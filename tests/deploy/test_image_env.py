@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,17 +33,12 @@ from tests.deploy.deployfiles import (
     dockerignore_patterns,
     exec_form,
 )
+from tests.support.server import free_port
 
 pytestmark = pytest.mark.network
 
 #: Variables of the developer's shell that would change what pip or Python do in the replay.
 _SHELL_ONLY = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PIP_REQUIRE_VIRTUALENV", "CONDA_PREFIX")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _python_shim(directory: Path) -> Path:
@@ -169,7 +163,7 @@ def test_image_environment_builds_and_serves(stages: list[Stage], tmp_path: Path
             assert pins.get(canonicalize_name(name)) == version, f"{name}=={version} unpinned"
     assert "xentcore" in {canonicalize_name(n) for n in installed}
 
-    port = _free_port()
+    port = free_port()
     env = _runtime_env(final, venv, tmp_path, port)
     (workdir,) = [ins.args for ins in final.all("WORKDIR")][-1:]
     assert workdir == final.env()["XENT_DATA_DIR"]

@@ -29,6 +29,7 @@ import pytest
 
 from service.app import create_app
 from tests.service.conftest import TestClient
+from tests.support.asgi import call
 from tests.support.server import Server, xent_serve
 
 KEY = "hostile-key-0123456789abcdef"
@@ -525,30 +526,16 @@ def test_unicode_digit_in_content_length(tmp_path: Path) -> None:
     from service.settings import Settings
 
     app = create_app(Settings(data_dir=tmp_path / "data"))
-    sent: list[dict[str, Any]] = []
+    sent: list[Any] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def run() -> None:
+        sent.extend(await call(app, receive, [(b"content-length", b"\xb2")]))
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/score",
-        "raw_path": b"/v1/score",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-length", b"\xb2")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
     with contextlib.suppress(ValueError):
-        anyio.run(app, scope, receive, send)
+        anyio.run(run)
     assert sent and sent[0]["status"] == 400
 
 

@@ -10,6 +10,7 @@ import httpx
 import orjson
 
 from service.app import create_app
+from tests.support.asgi import call
 
 P3 = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]]
 
@@ -40,30 +41,6 @@ def test_body_over_limit_chunked(make_client: Any) -> None:
     assert response.status_code == 413
 
 
-async def _call(app: Any, receive: Any, headers: list[tuple[bytes, bytes]]) -> list[Any]:
-    sent: list[Any] = []
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/score",
-        "raw_path": b"/v1/score",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    await app(scope, receive, send)
-    return sent
-
-
 def test_endless_body_is_cut_at_the_limit(settings_for: Any) -> None:
     """The limit holds while the body streams: an endless upload is refused after ~1 kB."""
     app = create_app(settings_for(max_body_bytes=1000))
@@ -74,7 +51,7 @@ def test_endless_body_is_cut_at_the_limit(settings_for: Any) -> None:
         calls += 1
         return {"type": "http.request", "body": b"0" * 100, "more_body": True}
 
-    sent = anyio.run(_call, app, receive, [(b"content-type", b"application/json")])
+    sent = anyio.run(call, app, receive, [(b"content-type", b"application/json")])
     assert sent[0]["status"] == 413
     assert calls == 11
 
@@ -86,7 +63,7 @@ def test_slow_body_times_out(settings_for: Any) -> None:
         await anyio.sleep(5)
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
-    sent = anyio.run(_call, app, receive, [])
+    sent = anyio.run(call, app, receive, [])
     assert sent[0]["status"] == 408
 
 
@@ -144,7 +121,7 @@ def test_invalid_content_length(settings_for: Any) -> None:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
-    sent = anyio.run(_call, app, receive, [(b"content-length", b"12x")])
+    sent = anyio.run(call, app, receive, [(b"content-length", b"12x")])
     assert sent[0]["status"] == 400
 
 
