@@ -22,10 +22,7 @@ Prints a Markdown table. Nothing here is asserted: the numbers depend on the mac
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,12 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 import xentcore as xc
 from service.client import Client
 from service.offline import open_rows, score_file
+from tests.support.server import xent_serve
 
 N, V = 1_000, 32_000
 MiB = 1024 * 1024
@@ -59,12 +56,6 @@ def fmt(times: list[float]) -> str:
     return f"{statistics.median(times):,.1f} ({min(times):,.1f})"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def vm_kib(pid: int, key: str) -> int:
     """``VmHWM`` / ``VmRSS`` of a process, in KiB (0 where /proc is missing)."""
     try:
@@ -74,30 +65,6 @@ def vm_kib(pid: int, key: str) -> int:
     except OSError:
         pass
     return 0
-
-
-def start_server(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "XENT_DATA_DIR": tmp,
-        "XENT_LOG_LEVEL": "warning",
-        "XENT_MAX_BODY_BYTES": str(256 * MiB),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("xent serve did not start")
 
 
 def torch_ms(logits: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], repeat: int) -> Any:
@@ -125,19 +92,15 @@ def main() -> None:
 
     torch_result = torch_ms(logits, labels, repeat)
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_server(tmp)
-        try:
-            with Client(url, timeout=120) as xent:
-                hwm_before = vm_kib(proc.pid, "VmHWM")
-                first = xent.score(logits, labels, input_type="logits", per_item=True)
-                hwm_after = vm_kib(proc.pid, "VmHWM")
-                trips = timings_ms(
-                    lambda: xent.score(logits, labels, input_type="logits", per_item=False),
-                    repeat,
-                )
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        env = {"XENT_LOG_LEVEL": "warning", "XENT_MAX_BODY_BYTES": str(256 * MiB)}
+        with xent_serve(Path(tmp), env=env) as server, Client(server.url, timeout=120) as xent:
+            hwm_before = vm_kib(server.proc.pid, "VmHWM")
+            first = xent.score(logits, labels, input_type="logits", per_item=True)
+            hwm_after = vm_kib(server.proc.pid, "VmHWM")
+            trips = timings_ms(
+                lambda: xent.score(logits, labels, input_type="logits", per_item=False),
+                repeat,
+            )
         assert first.items is not None and first.items.loss is not None
         served = np.asarray(first.items.loss, dtype=float)
 

@@ -44,6 +44,7 @@ import orjson  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 import xentcore as xc  # noqa: E402
+from tests.support.server import free_port  # noqa: E402
 
 N, K = 10_000, 100
 SMALL_N, SMALL_K = 32, 10
@@ -224,12 +225,6 @@ def naive_app() -> Any:
         }
 
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
