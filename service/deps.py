@@ -1,4 +1,4 @@
-"""Request dependencies, and the lifecycle of the monitoring store.
+"""The lifecycle of the monitoring store.
 
 Scoring never fails because of the store: it is opened by a :class:`ReconnectingStore` that
 retries on use, and closing or pinging it never raises.
@@ -7,25 +7,14 @@ retries on use, and closing or pinging it never raises.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, cast
-
-from fastapi import Depends, Request
 
 from service.settings import Settings
 from service.store import ReconnectingStore, Store
 from service.store import open_store as open_configured_store
 
-__all__ = ["SettingsDep", "app_settings", "close_store", "open_store", "store_ready"]
+__all__ = ["close_store", "open_store", "store_ready"]
 
 log = logging.getLogger("service.store")
-
-
-def app_settings(request: Request) -> Settings:
-    """The settings the app was built with (tests build apps with their own)."""
-    return cast(Settings, request.app.state.settings)
-
-
-SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
 def open_store(settings: Settings) -> ReconnectingStore:

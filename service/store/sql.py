@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -355,8 +355,3 @@ class SqlStore:
         ]
         more = len(rows) > limit
         return items, (_encode_cursor(int(rows[limit - 1]["id"])) if more and limit else None)
-
-
-def summary_dict(s: BatchSummary) -> dict[str, Any]:
-    """A summary as a plain dict (for logs and tests)."""
-    return asdict(s)
