@@ -3,19 +3,47 @@
 Private: inputs are trusted (finite, contiguous float32/float64). Elementwise work stays in the
 input's dtype (float32 is twice as fast through ``exp``); every sum along a row is accumulated in
 float64, which keeps float32 results within 1e-6 relative of a float64 computation.
+
+Row reductions that numpy can only do with a function call per row (argmax along a short last
+axis costs ~25 ns a row) run in the C extension ``xentcore._rowops`` when it was built; each
+has a numpy fallback here with identical results. ``NATIVE`` says which is in use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["chunk_rows", "row_logsumexp", "row_sums", "rowsum64"]
+_rowops: ModuleType | None
+try:
+    from xentcore import _rowops
+except ImportError:  # built without a C compiler: the numpy fallbacks below
+    _rowops = None
+
+__all__ = [
+    "NATIVE",
+    "NATIVE_ARGMAX_MAX_K",
+    "chunk_rows",
+    "row_argmax_max",
+    "row_logsumexp",
+    "row_sums",
+    "rowsum64",
+]
+
+#: Whether the compiled row kernels (``xentcore/_rowops.c``) are in use.
+NATIVE: bool = _rowops is not None
+
+#: Widest rows given to the compiled argmax. Past ~64 columns numpy's own SIMD argmax wins (its
+#: per-row call is amortised): measured 1.3 vs 1.6 ms at K = 64 and 1.4 vs 0.8 ms at K = 128 for
+#: 2M float32 values, 1.5 vs 0.2 ms at K = 1,000.
+NATIVE_ARGMAX_MAX_K = 64
 
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.floating[Any]]
 
 #: Elements per chunk: 2**16 float32 = 256 KiB, which stays in L2 for the 2-4 passes a chunk gets.
@@ -27,6 +55,21 @@ def chunk_rows(n: int, k: int, elements: int = CHUNK_ELEMENTS) -> Iterator[slice
     step = max(1, elements // max(k, 1))
     for start in range(0, n, step):
         yield slice(start, min(start + step, n))
+
+
+def row_argmax_max(x: FloatArray, index: I64, top: F64) -> None:
+    """Write each row's argmax into ``index`` and its maximum into ``top``, in one pass.
+
+    ``x`` is a C-contiguous (N, K) float32/float64 array, K >= 1; ``index`` (int64) and ``top``
+    (float64) are contiguous length-N outputs. Ties go to the lowest index, as ``np.argmax``.
+    The maximum is exact (a float32 value widens to float64 without rounding). Rows of up to
+    ``NATIVE_ARGMAX_MAX_K`` values go to the C kernel when it is built, wider ones to numpy.
+    """
+    if _rowops is not None and x.shape[1] <= NATIVE_ARGMAX_MAX_K:
+        _rowops.argmax_max(x, index, top)
+        return
+    np.argmax(x, axis=1, out=index)
+    top[...] = np.take_along_axis(x, index[:, None], axis=1)[:, 0]
 
 
 def rowsum64(a: FloatArray) -> F64:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xentcore._kernels import CHUNK_ELEMENTS, chunk_rows, rowsum64
+from xentcore._kernels import CHUNK_ELEMENTS, chunk_rows, row_argmax_max, rowsum64
 from xentcore.types import ConfidenceMethod
 
 __all__ = ["RowStats", "sweep"]
@@ -83,6 +83,7 @@ def _logits_sparse(
     )
     deltas = np.empty(n)
     rows_max = max(1, CHUNK_ELEMENTS // k)
+    tops = np.empty(min(n, rows_max))
     buf = np.empty(min(n, rows_max) * k, dtype=dtype)
     ebuf = np.empty_like(buf) if method == "entropy" else None
     smooth_w = None
@@ -94,8 +95,9 @@ def _logits_sparse(
     for sl in chunk_rows(n, k):
         z = z_all[sl]
         r = np.arange(z.shape[0])
-        am = z.argmax(axis=1)
-        m = z[r, am]
+        am, m64 = out.predicted[sl], tops[: z.shape[0]]
+        row_argmax_max(z, am, m64)
+        m = m64 if dtype == np.float64 else m64.astype(dtype)  # exact: m is one of z's values
         sh = np.subtract(z, m[:, None], out=buf[: z.size].reshape(z.shape))
         tilt = sh @ smooth_w if smooth_w is not None else None  # sum_k (e w_k / K)(z_k - m) <= 0
         second = None
@@ -109,7 +111,6 @@ def _logits_sparse(
         e[r, am] = 0  # the argmax term is exactly exp(0) = 1: sum the rest for log1p
         delta = rowsum64(e)
         deltas[sl] = delta
-        out.predicted[sl] = am
         out.top_confidence[sl] = 1.0 / (1.0 + delta)
         if method != "true_class":
             out.confidence[sl] = _confidence_from_delta(method, delta, second, dot, log_k)
@@ -119,7 +120,7 @@ def _logits_sparse(
         y = labels[sl]
         log_s = np.log1p(delta)
         # m - z_y in float64: exact for float32 input, and no overflow for |z| near 1e300
-        nll = (m.astype(np.float64) - z[r, y]) + log_s
+        nll = (m64 - z[r, y]) + log_s
         if method == "true_class":
             out.confidence[sl] = np.exp(-nll)
         if weights is not None:
@@ -246,6 +247,39 @@ def _general(
     return out
 
 
+def _gather_nll(
+    x: FloatArray, labels: I64, input_type: str, eps: float, loss: F64, true_p: F64 | None
+) -> int:
+    """Write -log p_y (clipped by eps) into ``loss`` and p_y as given into ``true_p``.
+
+    Reads one entry per row: row chunks with small scratch buffers reused across chunks, every
+    result written in place: fresh N-sized temporaries cost a page fault per 4 KiB on first
+    touch, which on some machines costs more than the arithmetic itself. Returns how many
+    values were clipped.
+    """
+    n, k = x.shape
+    rows = min(n, _GATHER_ROWS)
+    base = np.arange(0, rows * k, k)  # flat index of each row's first entry: np.take beats x[r, c]
+    index = np.empty(rows, np.int64)
+    given = np.empty(rows, x.dtype)  # np.take writes only into its input's dtype
+    lo, hi = (eps, 1.0 - eps) if input_type == "probabilities" else (np.log(eps), np.log1p(-eps))
+    n_clipped = 0
+    for start in range(0, n, rows):
+        flat = x[start : start + rows].reshape(-1)
+        m = flat.size // k
+        at, idx, g, out = slice(start, start + m), index[:m], given[:m], loss[start : start + m]
+        np.add(base[:m], labels[at], out=idx)
+        np.take(flat, idx, out=g)
+        if true_p is not None:
+            true_p[at] = g
+        np.clip(g, lo, hi, out=out)
+        n_clipped += m - int(np.count_nonzero(out == g))
+        if input_type == "probabilities":
+            np.log(out, out=out)
+        np.negative(out, out=out)
+    return n_clipped
+
+
 def _gathered(
     x: FloatArray,
     input_type: str,
@@ -256,53 +290,23 @@ def _gathered(
 ) -> RowStats:
     """Probabilities / log-probabilities, class-index labels, e = 0, gamma = 0: O(N) logs.
 
-    Row chunks with small scratch buffers reused across chunks, every result written in place
-    into the outputs: fresh N-sized temporaries cost a page fault per 4 KiB on first touch,
-    which on some machines costs more than the arithmetic itself.
+    One pass over the N x K values finds each row's argmax and maximum; the loss reads only
+    p_y, so only N values are clipped and logged.
     """
-    n, k = x.shape
-    rows = min(n, _GATHER_ROWS)
+    n = x.shape[0]
     out = RowStats(np.empty(n, np.int64), np.empty(n), np.empty(n), None, 0)
+    row_argmax_max(x, out.predicted, out.top_confidence)
+    true_p = np.empty(n) if labels is not None and method == "true_class" else None
     if labels is not None:
         out.loss = np.empty(n)
-    true_p = np.empty(n) if labels is not None and method == "true_class" else None
-    base = np.arange(0, rows * k, k)  # flat index of each row's first entry: np.take beats x[r, c]
-    index = np.empty(rows, np.int64)
-    given = np.empty(rows, x.dtype)  # np.take writes only into its input's dtype
-    top = out.top_confidence if x.dtype == np.float64 else np.empty(rows, x.dtype)
-    lo, hi = (eps, 1.0 - eps) if input_type == "probabilities" else (np.log(eps), np.log1p(-eps))
-    for start in range(0, n, rows):
-        chunk = x[start : start + rows]
-        m = chunk.shape[0]
-        flat, at, idx = chunk.reshape(-1), slice(start, start + m), index[:m]
-        pred = out.predicted[at]
-        np.argmax(chunk, axis=1, out=pred)
-        np.add(base[:m], pred, out=idx)
-        if top is out.top_confidence:
-            np.take(flat, idx, out=top[at])
-        else:
-            np.take(flat, idx, out=top[:m])
-            out.top_confidence[at] = top[:m]
-        if labels is None or out.loss is None:
-            continue
-        g = given[:m]
-        np.add(base[:m], labels[at], out=idx)
-        np.take(flat, idx, out=g)
-        if true_p is not None:
-            true_p[at] = g
-        loss = out.loss[at]
-        np.clip(g, lo, hi, out=loss)
-        out.n_clipped += m - int(np.count_nonzero(loss == g))
-        if input_type == "probabilities":
-            np.log(loss, out=loss)
-        np.negative(loss, out=loss)
+        out.n_clipped = _gather_nll(x, labels, input_type, eps, out.loss, true_p)
+        if weights is not None:
+            out.loss *= weights[labels]
     if input_type == "log_probabilities":
         np.exp(out.top_confidence, out=out.top_confidence)
         if true_p is not None:
             np.exp(true_p, out=true_p)
     out.confidence = true_p if true_p is not None else out.top_confidence
-    if out.loss is not None and weights is not None and labels is not None:
-        out.loss *= weights[labels]
     return out
 
 

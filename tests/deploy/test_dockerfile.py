@@ -147,7 +147,14 @@ def test_copied_files_exist_and_pass_dockerignore(stages: list[Stage]) -> None:
                 assert not dockerignore_excludes(rules, relative), f".dockerignore drops {source}"
                 copied.add(relative)
     # What the wheel is built from: pyproject.toml, its readme, every package it finds.
-    assert {"pyproject.toml", "constraints.txt", PYPROJECT["project"]["readme"]} <= copied
+    assert {
+        "pyproject.toml",
+        "setup.py",
+        "constraints.txt",
+        PYPROJECT["project"]["readme"],
+    } <= copied
+    extensions = {src for src in (ROOT / "setup.py").read_text(encoding="utf-8").split('"')}
+    assert "xentcore/_rowops.c" in extensions, "setup.py builds the row kernels"
     include = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
     wanted = {p for p in packages if any(re.fullmatch(i.replace("*", ".*"), p) for i in include)}
@@ -167,13 +174,16 @@ def test_copied_files_exist_and_pass_dockerignore(stages: list[Stage]) -> None:
         ".venv/bin/python",
         "service/__pycache__/app.cpython-311.pyc",
         "xentcore.egg-info/PKG-INFO",
+        "xentcore/_rowops.cpython-311-x86_64-linux-gnu.so",
     ],
 )
 def test_dockerignore_keeps_the_rest_out_of_the_context(path: str) -> None:
     assert dockerignore_excludes(_rules(), path)
 
 
-@pytest.mark.parametrize("path", ["service/static/dashboard.js", "xentcore/py.typed"])
+@pytest.mark.parametrize(
+    "path", ["service/static/dashboard.js", "xentcore/py.typed", "xentcore/_rowops.c", "setup.py"]
+)
 def test_dockerignore_keeps_package_data(path: str) -> None:
     assert not dockerignore_excludes(_rules(), path)
 

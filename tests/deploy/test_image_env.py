@@ -2,7 +2,9 @@
 
 The builder stage's own instructions are replayed in a temporary directory: its ``ARG`` paths
 point there, ``COPY`` copies what the build context (after .dockerignore) holds, and each ``RUN``
-line runs verbatim under ``/bin/sh -c`` with the stage's ``ENV``. Then ``xent`` from the
+line runs verbatim under ``/bin/sh -c`` with the stage's ``ENV`` -- except the one that installs
+Debian packages with apt-get (the C compiler), which is checked instead: this host must have those
+packages already (the test skips, saying which, when it does not). Then ``xent`` from the
 resulting venv runs with the final stage's ``ENV`` (paths moved into the temporary directory,
 two workers as in docker-compose.yml), answers /healthz, the image's own HEALTHCHECK command,
 a scored batch under a stream, /readyz and /metrics, and is stopped through its Popen handle.
@@ -14,6 +16,7 @@ Needs PyPI (or the machine's package mirror): marked ``network``, deselect with
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +53,21 @@ def _python_shim(directory: Path) -> Path:
     return directory
 
 
+def _require_debian_packages(command: str) -> None:
+    """Skip unless the Debian packages that ``apt-get install`` in ``command`` names are here."""
+    install = command.partition("apt-get install")[2].partition("&&")[0].split()
+    packages = [word for word in install if not word.startswith("-")]
+    assert packages, f"no package named in: {command}"
+    if shutil.which("dpkg-query") is None:
+        pytest.skip(f"no dpkg-query: cannot tell whether {' '.join(packages)} are installed")
+    for package in packages:
+        status = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True
+        ).stdout
+        if status != "install ok installed":
+            pytest.skip(f"the builder stage needs Debian's {package}: apt-get install {package}")
+
+
 def _replay_builder(builder: Stage, work: Path) -> dict[str, Path]:
     """Run the builder stage under ``work``; its ARG paths, resolved there, by name."""
     paths = {name: work / name.lower() for name in builder.arg_defaults()}
@@ -71,6 +89,8 @@ def _replay_builder(builder: Stage, work: Path) -> dict[str, Path]:
                     target / path.name if destination.endswith("/") and path.is_file() else target
                 )
                 copy_context(path, into, rules)
+        elif ins.keyword == "RUN" and ins.args.startswith("apt-get "):
+            _require_debian_packages(ins.args)
         elif ins.keyword == "RUN":
             done = subprocess.run(
                 ["/bin/sh", "-c", ins.args],
@@ -162,6 +182,19 @@ def test_image_environment_builds_and_serves(stages: list[Stage], tmp_path: Path
         if canonicalize_name(name) != "xentcore":
             assert pins.get(canonicalize_name(name)) == version, f"{name}=={version} unpinned"
     assert "xentcore" in {canonicalize_name(n) for n in installed}
+    native = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-I",
+            "-c",
+            "import xentcore._kernels as k; print(k.NATIVE)",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert native.stdout.strip() == "True", f"row kernels not compiled: {native.stderr[-2000:]}"
 
     port = free_port()
     env = _runtime_env(final, venv, tmp_path, port)

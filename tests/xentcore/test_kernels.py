@@ -1,0 +1,178 @@
+"""The compiled row kernels (xentcore/_rowops.c) against their numpy fallbacks.
+
+Every kernel must give bit-identical results to the numpy code that replaces it when the
+extension was not built, and ``score`` must not change by a bit when the fallback is forced.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sysconfig
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+import xentcore as xc
+from xentcore import _kernels
+
+needs_native = pytest.mark.skipif(
+    not _kernels.NATIVE, reason="xentcore._rowops not built (no C compiler): numpy fallback"
+)
+
+
+@pytest.fixture
+def numpy_fallback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run the test body with the compiled kernels switched off."""
+    monkeypatch.setattr(_kernels, "_rowops", None)
+    yield
+
+
+def _reference(x: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    index = np.argmax(x, axis=1)
+    return index, x[np.arange(x.shape[0]), index].astype(np.float64)
+
+
+def _cases() -> Iterator[tuple[str, npt.NDArray[Any]]]:
+    rng = np.random.default_rng(7)
+    for dtype in (np.float32, np.float64):
+        for k in (1, 2, 3, 10, 63, 64, 65, 1000):
+            n = max(1, 20_000 // k)
+            yield f"normal-{np.dtype(dtype).name}-{k}", rng.standard_normal((n, k)).astype(dtype)
+            # few distinct values: many ties, which go to the lowest index
+            ties = rng.integers(0, 3, size=(n, k)).astype(dtype)
+            yield f"ties-{np.dtype(dtype).name}-{k}", ties
+        info = np.finfo(dtype)
+        yield (
+            f"extremes-{np.dtype(dtype).name}",
+            np.array(
+                [
+                    [info.min, info.max, 0.0],
+                    [-0.0, 0.0, -0.0],
+                    [0.0, -0.0, 0.0],
+                    [info.tiny, -info.tiny, info.smallest_subnormal],
+                    [info.min, info.min, info.min],
+                    [1.0, 1.0, np.nextafter(dtype(1.0), dtype(2.0))],
+                ],
+                dtype=dtype,
+            ),
+        )
+
+
+CASES = list(_cases())
+
+
+@pytest.mark.parametrize(("name", "x"), CASES, ids=[c[0] for c in CASES])
+def test_row_argmax_max_equals_numpy(name: str, x: npt.NDArray[Any]) -> None:
+    index, top = np.empty(x.shape[0], np.int64), np.empty(x.shape[0])
+    _kernels.row_argmax_max(x, index, top)
+    want_index, want_top = _reference(x)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_array_equal(top, want_top)
+    assert np.array_equal(np.signbit(top), np.signbit(want_top)), "the sign of a zero max"
+
+
+@pytest.mark.parametrize(("name", "x"), CASES[:6], ids=[c[0] for c in CASES[:6]])
+def test_fallback_row_argmax_max_equals_numpy(
+    name: str, x: npt.NDArray[Any], numpy_fallback: None
+) -> None:
+    index, top = np.empty(x.shape[0], np.int64), np.empty(x.shape[0])
+    _kernels.row_argmax_max(x, index, top)
+    want_index, want_top = _reference(x)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_array_equal(top, want_top)
+
+
+@needs_native
+def test_native_kernel_checks_its_arguments() -> None:
+    from xentcore import _rowops
+
+    x = np.zeros((4, 3))
+    index, top = np.empty(4, np.int64), np.empty(4)
+    with pytest.raises(TypeError, match="x: expected"):
+        _rowops.argmax_max(x.astype(np.int64), index, top)
+    with pytest.raises(TypeError, match="x: expected"):
+        _rowops.argmax_max(np.zeros(4), index, top)
+    with pytest.raises(TypeError, match="x: expected"):
+        _rowops.argmax_max(np.zeros((4, 0)), index, top)
+    with pytest.raises((BufferError, ValueError)):
+        _rowops.argmax_max(np.zeros((3, 4)).T, index, top)  # not C-contiguous
+    with pytest.raises(TypeError, match="index: expected"):
+        _rowops.argmax_max(x, np.empty(4, np.int32), top)
+    with pytest.raises(TypeError, match="top: expected"):
+        _rowops.argmax_max(x, index, np.empty(4, np.float32))
+    with pytest.raises(ValueError, match="need 4 entries"):
+        _rowops.argmax_max(x, index[:3], top)
+    with pytest.raises((BufferError, ValueError, TypeError)):
+        ro = np.empty(4)
+        ro.flags.writeable = False
+        _rowops.argmax_max(x, index, ro)
+    _rowops.argmax_max(np.zeros((0, 3)), np.empty(0, np.int64), np.empty(0))  # no rows: no work
+
+
+def test_native_kernels_are_built_where_a_compiler_is() -> None:
+    """A silent build failure (the extension is optional) would leave the slow fallback."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None and os.environ.get("CI") != "true":
+        pytest.skip(f"no C compiler ({compiler}) here: the numpy fallback is expected")
+    assert _kernels.NATIVE, "xentcore._rowops did not build: run `pip install -e .` and read why"
+
+
+def _score_fields(r: xc.ScoreResult) -> dict[str, Any]:
+    return {
+        "loss": r.item_loss,
+        "confidence": r.confidence,
+        "top": r.top_confidence,
+        "predicted": r.predicted_index,
+        "flagged": r.flagged,
+        "loss_mean": r.loss_mean,
+        "accuracy": r.accuracy,
+        "warnings": r.warnings,
+    }
+
+
+def _score_cases() -> Iterator[tuple[str, npt.NDArray[Any], npt.NDArray[np.int64], str]]:
+    rng = np.random.default_rng(11)
+    for k in (2, 10, 64, 100):
+        z = (rng.standard_normal((3000, k)) * 4).astype(np.float32)
+        y = rng.integers(0, k, size=3000)
+        z[::7, 0] = z[::7, 1]  # ties on a row's top value
+        p = np.exp(z.astype(np.float64) - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[::5] = np.round(p[::5], 1)  # exact ties and exact zeros
+        p[::5] /= p[::5].sum(axis=1, keepdims=True)
+        yield f"logits-{k}", z, y, "logits"
+        yield f"probabilities-{k}", p, y, "probabilities"
+        yield f"log-probabilities-{k}", np.log(np.maximum(p, 1e-300)), y, "log_probabilities"
+
+
+SCORE_CASES = list(_score_cases())
+
+
+@needs_native
+@pytest.mark.parametrize("confidence", ["max_probability", "true_class", "margin"])
+@pytest.mark.parametrize(
+    ("name", "x", "y", "input_type"), SCORE_CASES, ids=[c[0] for c in SCORE_CASES]
+)
+def test_score_is_bit_identical_without_the_native_kernels(
+    name: str,
+    x: npt.NDArray[Any],
+    y: npt.NDArray[np.int64],
+    input_type: str,
+    confidence: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    options: dict[str, Any] = {"input_type": input_type, "confidence": confidence}
+    if input_type == "log_probabilities":
+        options["sum_tolerance"] = 1e-3
+    native = _score_fields(xc.score(x, y, **options))
+    monkeypatch.setattr(_kernels, "_rowops", None)
+    fallback = _score_fields(xc.score(x, y, **options))
+    for field, value in native.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(value, fallback[field], err_msg=field)
+        else:
+            assert value == fallback[field], field
