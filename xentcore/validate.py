@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xentcore._kernels import chunk_rows, row_logsumexp, row_sums
+from xentcore._kernels import row_logsumexp, row_sums
 from xentcore.errors import InputError, Location
 from xentcore.types import (
     CONFIDENCE_METHODS,
@@ -154,34 +154,52 @@ def _as_float(value: Any, field: str) -> FloatArray:
     return np.ascontiguousarray(arr)
 
 
-def _check_finite(x: FloatArray, field: str) -> tuple[float, float] | None:
-    """Raise on the first NaN or infinity; for a 2-D array return (min, max) of its row sums.
+#: Rows per chunk of the finiteness scan. Its row sums, the one scratch array (reused), stay at
+#: 64 KiB: under glibc's mmap threshold, so a scan takes no fresh pages from the kernel, whose
+#: page faults cost more than the arithmetic on some machines.
+_SCAN_ROWS = 8192
 
-    2-D: row sums by chunk (one BLAS pass; a NaN or infinity makes its row's sum non-finite),
-    then an exact check of the suspect rows only. Only the extremes of the sums are kept (for
-    the sum-to-one rule), so no N-sized array is made on the way.
+
+def _raise_first_nonfinite_row(chunk: FloatArray, sums: FloatArray, start: int, field: str) -> None:
+    """Raise on the first NaN or infinity among the rows whose sum is not finite."""
+    for row in np.flatnonzero(~np.isfinite(sums)):
+        bad = ~np.isfinite(chunk[row])
+        if bad.any():
+            col = _first(bad)
+            raise InputError(
+                (field, start + int(row), col),
+                f"{chunk[row, col]} is not a finite number",
+                kind="finite_number",
+            )
+
+
+def _check_finite_rows(x: FloatArray, field: str) -> tuple[float, float]:
+    """Raise on the first NaN or infinity of a 2-D array; return (min, max) of its row sums.
+
+    Row sums by chunk (one BLAS pass; a NaN or infinity makes its row's sum non-finite), then an
+    exact check of the suspect rows only. A finite row whose sum overflows makes the extremes
+    (-inf, inf): it cannot be a probability row. Three numpy calls a chunk.
     """
+    n, k = x.shape
+    lo, hi = np.inf, -np.inf
+    ones = np.ones(k, dtype=x.dtype)
+    scratch = np.empty(min(n, _SCAN_ROWS), dtype=x.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # a huge finite row may overflow
+        for start in range(0, n, _SCAN_ROWS):
+            chunk = x[start : start + _SCAN_ROWS]
+            sums = np.matmul(chunk, ones, out=scratch[: chunk.shape[0]])
+            chunk_lo, chunk_hi = float(sums.min()), float(sums.max())  # NaN if any sum is NaN
+            if not (math.isfinite(chunk_lo) and math.isfinite(chunk_hi)):
+                _raise_first_nonfinite_row(chunk, sums, start, field)
+                chunk_lo, chunk_hi = -np.inf, np.inf
+            lo, hi = min(lo, chunk_lo), max(hi, chunk_hi)
+    return lo, hi
+
+
+def _check_finite(x: FloatArray, field: str) -> tuple[float, float] | None:
+    """Raise on the first NaN or infinity; for a 2-D array return (min, max) of its row sums."""
     if x.ndim == 2:
-        lo, hi = np.inf, -np.inf
-        ones = np.ones(x.shape[1], dtype=x.dtype)
-        for sl in chunk_rows(x.shape[0], x.shape[1]):
-            with np.errstate(over="ignore", invalid="ignore"):  # a huge finite row may overflow
-                sums = x[sl] @ ones
-            finite = np.isfinite(sums)
-            for row in np.flatnonzero(~finite) + sl.start:  # rows whose sum is not finite
-                bad = ~np.isfinite(x[row])
-                if bad.any():
-                    col = _first(bad)
-                    raise InputError(
-                        (field, int(row), col),
-                        f"{x[row, col]} is not a finite number",
-                        kind="finite_number",
-                    )
-            if finite.all() and sums.size:
-                lo, hi = min(lo, float(sums.min())), max(hi, float(sums.max()))
-            elif sums.size:  # a finite row whose sum overflowed: it is not a probability row
-                lo, hi = -np.inf, np.inf
-        return lo, hi
+        return _check_finite_rows(x, field)
     bad = ~np.isfinite(x)
     if bad.any():
         flat = _first(bad)
