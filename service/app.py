@@ -46,6 +46,11 @@ after `Retry-After`). Error bodies never contain the submitted input."""
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    if not xentcore.NATIVE_KERNELS:
+        log.warning(
+            "xentcore's compiled row kernels are not installed (no C compiler when it was "
+            "installed): scoring uses the slower numpy fallback, with the same results"
+        )
     app.state.store = await in_thread(lambda: deps.open_store(settings))
     try:
         yield

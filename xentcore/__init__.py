@@ -1,5 +1,8 @@
 """xentcore: vectorized cross-entropy, confidence, flags, calibration and sequence scoring."""
 
+# NATIVE_KERNELS: whether the compiled row kernels (the C extension xentcore._rowops) are in
+# use; False where xentcore was installed without a C compiler (numpy gives the same results).
+from xentcore._kernels import NATIVE as NATIVE_KERNELS
 from xentcore.calibration import CalibrationResult, calibration
 from xentcore.errors import InputError
 from xentcore.score import ScoreResult, score
@@ -8,6 +11,7 @@ from xentcore.sequences import SequenceResult, score_sequences
 __all__ = [
     "CalibrationResult",
     "InputError",
+    "NATIVE_KERNELS",
     "ScoreResult",
     "SequenceResult",
     "calibration",

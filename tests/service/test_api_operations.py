@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from service.app import create_app
@@ -25,6 +26,25 @@ def test_lifespan_opens_and_closes_the_store(make_client: Any) -> None:
     assert store is not None and store.ping()
     client.__exit__(None, None, None)
     assert client.app.state.store is None
+
+
+def test_start_warns_without_the_compiled_kernels(
+    make_client: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    import xentcore
+
+    def warned() -> bool:
+        return any("numpy fallback" in r.getMessage() for r in caplog.records)
+
+    with caplog.at_level(logging.WARNING, logger="service"):
+        make_client()
+    assert warned() is (not xentcore.NATIVE_KERNELS)
+    caplog.clear()
+    monkeypatch.setattr(xentcore, "NATIVE_KERNELS", False)
+    with caplog.at_level(logging.WARNING, logger="service"):
+        client = make_client()
+    assert warned()
+    assert client.post("/v1/score", json={"predictions": [0.5]}).status_code == 200
 
 
 def test_store_that_cannot_open_leaves_scoring_up(make_client: Any) -> None:

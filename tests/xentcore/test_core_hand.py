@@ -24,6 +24,7 @@ def test_public_api() -> None:
     assert sorted(xc.__all__) == [
         "CalibrationResult",
         "InputError",
+        "NATIVE_KERNELS",
         "ScoreResult",
         "SequenceResult",
         "calibration",
@@ -31,6 +32,7 @@ def test_public_api() -> None:
         "score_sequences",
     ]
     assert issubclass(xc.InputError, ValueError)
+    assert isinstance(xc.NATIVE_KERNELS, bool)
 
 
 # ---------------------------------------------------------------------------------------------
