@@ -1,7 +1,8 @@
 """Micro-benchmark of ``xentcore.score`` against torch and scikit-learn, in one process.
 
 What it measures (wall clock with ``time.perf_counter``; median and min of several repeats
-after one warm-up call):
+after one warm-up call, the libraries of one row timed in turns so that they share the
+machine's state):
 
 * float32 logits of shapes 200,000x10, 20,000x1,000 and 500x32,000 with random integer
   labels: ``xentcore.score(x, y, input_type="logits")`` (loss + confidence + predicted +
@@ -88,16 +89,25 @@ class Timing:
     repeats: int
 
 
-def time_call(fn: Callable[[], Any], repeats: int) -> Timing:
-    """Call ``fn`` once to warm up, then ``repeats`` times; median and min wall clock."""
-    fn()
-    times: list[float] = []
-    for _ in range(repeats):
-        gc.collect()
-        t0 = time.perf_counter()
+def time_calls(fns: dict[str, Callable[[], Any]], repeats: dict[str, int]) -> dict[str, Timing]:
+    """Call each function once to warm up, then time them in turns (round robin) until each has
+    run its ``repeats``; median and min wall clock per function.
+
+    Turns, not one function's repeats after another's: on a shared machine the load and the
+    memory state drift over seconds, and a ratio of two medians is only fair when both were
+    measured across the same stretch of time.
+    """
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return Timing(statistics.median(times), min(times), repeats)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for turn in range(max(repeats.values())):
+        for name, fn in fns.items():
+            if turn < repeats[name]:
+                gc.collect()
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {name: Timing(statistics.median(ts), min(ts), len(ts)) for name, ts in times.items()}
 
 
 def peak_extra_bytes(fn: Callable[[], Any]) -> int:
@@ -146,10 +156,10 @@ def bench_logits(n: int, k: int, repeats: int, rng: np.random.Generator) -> list
     def run_xc() -> Any:
         return xentcore.score(x, y, input_type="logits")
 
-    t_xc = time_call(run_xc, repeats)
+    fns: dict[str, Callable[[], Any]] = {"xentcore": run_xc}
+    counts = {"xentcore": repeats}
     peak = peak_extra_bytes(run_xc)
 
-    t_torch: Timing | None = None
     if torch is not None and torch_f is not None:
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         ref = torch_f.cross_entropy(xt, yt, reduction="none").double().numpy()
@@ -161,20 +171,23 @@ def bench_logits(n: int, k: int, repeats: int, rng: np.random.Generator) -> list
             with torch.no_grad():
                 return torch_f.cross_entropy(xt, yt, reduction="none")
 
-        t_torch = time_call(run_torch, repeats)
+        fns["torch"], counts["torch"] = run_torch, repeats
 
-    t_sk: Timing | None = None
     if sk_log_loss is not None:
         p = softmax(x)
         labels = list(range(k))
-        sk_rep = repeats if n * k < SKLEARN_BIG_ELEMENTS else min(repeats, SKLEARN_BIG_REPEATS)
         log_loss = sk_log_loss
 
         def run_sk() -> Any:
             return log_loss(y, p, labels=labels)
 
-        t_sk = time_call(run_sk, sk_rep)
-        del p
+        fns["sklearn"] = run_sk
+        counts["sklearn"] = (
+            repeats if n * k < SKLEARN_BIG_ELEMENTS else min(repeats, SKLEARN_BIG_REPEATS)
+        )
+
+    timed = time_calls(fns, counts)
+    t_xc, t_torch, t_sk = timed["xentcore"], timed.get("torch"), timed.get("sklearn")
 
     return [
         f"logits f32 {n:,}x{k:,}",
@@ -195,9 +208,8 @@ def bench_probs(n: int, k: int, repeats: int, rng: np.random.Generator) -> list[
     def run_xc() -> Any:
         return xentcore.score(p, y)
 
-    t_xc = time_call(run_xc, repeats)
+    fns: dict[str, Callable[[], Any]] = {"xentcore": run_xc}
     peak = peak_extra_bytes(run_xc)
-    t_sk: Timing | None = None
     if sk_log_loss is not None:
         labels = list(range(k))
         log_loss = sk_log_loss
@@ -209,7 +221,9 @@ def bench_probs(n: int, k: int, repeats: int, rng: np.random.Generator) -> list[
         def run_sk() -> Any:
             return log_loss(y, p, labels=labels)
 
-        t_sk = time_call(run_sk, repeats)
+        fns["sklearn"] = run_sk
+    timed = time_calls(fns, dict.fromkeys(fns, repeats))
+    t_xc, t_sk = timed["xentcore"], timed.get("sklearn")
     return [
         f"probabilities f64 {n:,}x{k:,}",
         fmt_ms(t_xc),
@@ -270,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(header, rows))
     print()
     print(
-        "Times: median (min) over the repeats after one warm-up; ratios use medians. "
+        "Times: median (min) over the repeats after one warm-up, the libraries of a row timed "
+        "in turns; ratios use medians. "
         f"xentcore and torch: {repeats} repeats; sklearn: {repeats} "
         f"({min(repeats, SKLEARN_BIG_REPEATS)} above {SKLEARN_BIG_ELEMENTS:,} elements). "
         "xentcore computes loss, confidence, prediction and flags; torch (1 thread) the "
@@ -281,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     torch_v = f"{torch.__version__} ({torch.get_num_threads()} thread)" if torch else "missing"
     print(
+        f"xentcore row kernels: {'compiled' if xentcore.NATIVE_KERNELS else 'numpy fallback'}; "
         f"numpy {np.__version__}, torch {torch_v}, scikit-learn {sklearn_version or 'missing'}, "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs "
         f"({platform.machine()}, {platform.processor() or platform.system()}); "

@@ -44,6 +44,23 @@ static int get_array(PyObject *obj, Py_buffer *view, int ndim, Py_ssize_t itemsi
     return 0;
 }
 
+/* The buffer of `obj` as a C-contiguous (N, K) float32 or float64 array with K >= 1. */
+static int get_float_matrix(PyObject *obj, Py_buffer *view) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        return -1;
+    }
+    char code = type_code(view);
+    if (view->ndim != 2 ||
+        !((code == 'd' && view->itemsize == 8) || (code == 'f' && view->itemsize == 4)) ||
+        view->shape[1] < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "x: expected a C-contiguous 2-D float32 or float64 array with K >= 1");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
 /* argmax (lowest index on ties) and max of each row. */
 #define ARGMAX_MAX(T)                                                                 \
     static void argmax_max_##T(const T *x, Py_ssize_t n, Py_ssize_t k, int64_t *index, \
@@ -77,17 +94,10 @@ static PyObject *argmax_max(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_buffer x, index, top;
-    if (PyObject_GetBuffer(x_obj, &x, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+    if (get_float_matrix(x_obj, &x) < 0) {
         return NULL;
     }
     char code = type_code(&x);
-    if (x.ndim != 2 || !((code == 'd' && x.itemsize == 8) || (code == 'f' && x.itemsize == 4)) ||
-        x.shape[1] < 1) {
-        PyErr_SetString(PyExc_TypeError,
-                        "x: expected a C-contiguous 2-D float32 or float64 array with K >= 1");
-        PyBuffer_Release(&x);
-        return NULL;
-    }
     Py_ssize_t n = x.shape[0], k = x.shape[1];
     if (get_array(index_obj, &index, 1, 8, "lq", 1, "index") < 0) {
         PyBuffer_Release(&x);
@@ -121,7 +131,143 @@ static PyObject *argmax_max(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Sum of `len` values in double, with eight independent accumulators: the CPU overlaps them
+ * (and may pair them into SIMD adds), where one running sum waits on each add in turn. */
+#define SUM_RANGE(T)                                                                   \
+    static inline double sum_range_##T(const T *a, Py_ssize_t len) {                   \
+        double acc[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};                      \
+        Py_ssize_t j = 0;                                                              \
+        for (; j + 8 <= len; j += 8) {                                                 \
+            for (int q = 0; q < 8; q++) {                                              \
+                acc[q] += (double)a[j + q];                                            \
+            }                                                                          \
+        }                                                                              \
+        double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
+        for (; j < len; j++) {                                                         \
+            s += (double)a[j];                                                         \
+        }                                                                              \
+        return s;                                                                      \
+    }
+SUM_RANGE(float)
+SUM_RANGE(double)
+
+/* Row sums of rows shorter than 8, four rows at a time: one running sum per row, so four
+ * independent chains of adds are in flight; the skipped entry is added as 0. */
+#define ROW_SUMS_NARROW(T)                                                                   \
+    static void row_sums_narrow_##T(const T *x, Py_ssize_t n, Py_ssize_t k,                  \
+                                    const int64_t *skip, double *out) {                      \
+        Py_ssize_t i = 0;                                                                    \
+        for (; i + 4 <= n; i += 4) {                                                         \
+            const T *r0 = x + i * k, *r1 = r0 + k, *r2 = r1 + k, *r3 = r2 + k;               \
+            int64_t a0 = skip ? skip[i] : -1, a1 = skip ? skip[i + 1] : -1;                  \
+            int64_t a2 = skip ? skip[i + 2] : -1, a3 = skip ? skip[i + 3] : -1;              \
+            double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;                                   \
+            for (Py_ssize_t j = 0; j < k; j++) {                                             \
+                s0 += j == a0 ? 0.0 : (double)r0[j];                                         \
+                s1 += j == a1 ? 0.0 : (double)r1[j];                                         \
+                s2 += j == a2 ? 0.0 : (double)r2[j];                                         \
+                s3 += j == a3 ? 0.0 : (double)r3[j];                                         \
+            }                                                                                \
+            out[i] = s0;                                                                     \
+            out[i + 1] = s1;                                                                 \
+            out[i + 2] = s2;                                                                 \
+            out[i + 3] = s3;                                                                 \
+        }                                                                                    \
+        for (; i < n; i++) {                                                                 \
+            const T *row = x + i * k;                                                        \
+            int64_t at = skip ? skip[i] : -1;                                                \
+            double s = 0.0;                                                                  \
+            for (Py_ssize_t j = 0; j < k; j++) {                                             \
+                s += j == at ? 0.0 : (double)row[j];                                         \
+            }                                                                                \
+            out[i] = s;                                                                      \
+        }                                                                                    \
+    }
+ROW_SUMS_NARROW(float)
+ROW_SUMS_NARROW(double)
+
+/* Each row's sum in double, leaving out the entry skip[i] of row i when skip is not NULL. */
+#define ROW_SUMS(T)                                                                        \
+    static void row_sums_##T(const T *x, Py_ssize_t n, Py_ssize_t k, const int64_t *skip,  \
+                             double *out) {                                                \
+        if (k < 8) {                                                                       \
+            row_sums_narrow_##T(x, n, k, skip, out);                                       \
+            return;                                                                        \
+        }                                                                                  \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            const T *row = x + i * k;                                                      \
+            if (skip == NULL) {                                                            \
+                out[i] = sum_range_##T(row, k);                                            \
+            } else {                                                                       \
+                Py_ssize_t at = (Py_ssize_t)skip[i];                                       \
+                out[i] = sum_range_##T(row, at) + sum_range_##T(row + at + 1, k - at - 1); \
+            }                                                                              \
+        }                                                                                  \
+    }
+ROW_SUMS(float)
+ROW_SUMS(double)
+
+PyDoc_STRVAR(row_sums_doc,
+             "row_sums(x, out, skip=None)\n--\n\n"
+             "Write each row's sum, accumulated in float64, into `out` (float64, N) for a\n"
+             "C-contiguous (N, K) float32 or float64 array `x`. With `skip` (int64, N, each in\n"
+             "[0, K)), row i's sum leaves out x[i, skip[i]].");
+
+static PyObject *row_sums(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *out_obj, *skip_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "OO|O:row_sums", &x_obj, &out_obj, &skip_obj)) {
+        return NULL;
+    }
+    Py_buffer x, out, skip;
+    int has_skip = skip_obj != Py_None;
+    if (get_float_matrix(x_obj, &x) < 0) {
+        return NULL;
+    }
+    if (get_array(out_obj, &out, 1, 8, "d", 1, "out") < 0) {
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    if (has_skip && get_array(skip_obj, &skip, 1, 8, "lq", 0, "skip") < 0) {
+        PyBuffer_Release(&out);
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    Py_ssize_t n = x.shape[0], k = x.shape[1];
+    const int64_t *at = has_skip ? (const int64_t *)skip.buf : NULL;
+    if (out.shape[0] != n || (has_skip && skip.shape[0] != n)) {
+        PyErr_Format(PyExc_ValueError, "out and skip need %zd entries", n);
+    } else {
+        for (Py_ssize_t i = 0; at != NULL && i < n; i++) {
+            if (at[i] < 0 || at[i] >= k) {
+                PyErr_Format(PyExc_ValueError, "skip[%zd] = %lld is outside [0, %zd)", i,
+                             (long long)at[i], k);
+                break;
+            }
+        }
+    }
+    if (!PyErr_Occurred()) {
+        char code = type_code(&x);
+        Py_BEGIN_ALLOW_THREADS
+        if (code == 'd') {
+            row_sums_double((const double *)x.buf, n, k, at, (double *)out.buf);
+        } else {
+            row_sums_float((const float *)x.buf, n, k, at, (double *)out.buf);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    if (has_skip) {
+        PyBuffer_Release(&skip);
+    }
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&x);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"row_sums", row_sums, METH_VARARGS, row_sums_doc},
     {"argmax_max", argmax_max, METH_VARARGS, argmax_max_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -7,3 +7,8 @@ import numpy.typing as npt
 def argmax_max(
     x: npt.NDArray[np.floating[Any]], index: npt.NDArray[np.int64], top: npt.NDArray[np.float64]
 ) -> None: ...
+def row_sums(
+    x: npt.NDArray[np.floating[Any]],
+    out: npt.NDArray[np.float64],
+    skip: npt.NDArray[np.int64] | None = None,
+) -> None: ...

@@ -92,6 +92,7 @@ def _logits_sparse(
         smooth_w = (w * (smoothing / k)).astype(dtype)
         smooth_total = float(w.sum()) * smoothing / k
     log_k = float(np.log(k))
+    base = np.arange(0, min(n, rows_max) * k, k)  # rows' first flat index: np.take beats z[r, y]
     for sl in chunk_rows(n, k):
         z = z_all[sl]
         r = np.arange(z.shape[0])
@@ -108,8 +109,7 @@ def _logits_sparse(
         e = sh if ebuf is None else ebuf[: z.size].reshape(z.shape)
         np.exp(sh, out=e)
         dot = rowsum64(e * sh) if ebuf is not None else None
-        e[r, am] = 0  # the argmax term is exactly exp(0) = 1: sum the rest for log1p
-        delta = rowsum64(e)
+        delta = rowsum64(e, skip=am)  # the argmax term is exactly exp(0) = 1: the rest, for log1p
         deltas[sl] = delta
         out.top_confidence[sl] = 1.0 / (1.0 + delta)
         if method != "true_class":
@@ -120,7 +120,7 @@ def _logits_sparse(
         y = labels[sl]
         log_s = np.log1p(delta)
         # m - z_y in float64: exact for float32 input, and no overflow for |z| near 1e300
-        nll = (m64 - z[r, y]) + log_s
+        nll = (m64 - np.take(z.reshape(-1), base[: z.shape[0]] + y)) + log_s
         if method == "true_class":
             out.confidence[sl] = np.exp(-nll)
         if weights is not None:
