@@ -49,6 +49,10 @@ class RowStats:
     n_clipped: int
 
 
+#: float32 rows with delta < K x this are redone in float64 (see ``_refine_small_losses``).
+_REFINE_DELTA = 1e-7
+
+
 def _alloc(n: int, need: bool) -> F64 | None:
     return np.empty(n, dtype=np.float64) if need else None
 
@@ -78,10 +82,14 @@ def _logits_sparse(
     """Logits with class-index (or no) labels, gamma = 0: the fast path."""
     n, k = z_all.shape
     dtype = z_all.dtype
-    out = RowStats(
-        np.empty(n, np.int64), np.empty(n), np.empty(n), _alloc(n, labels is not None), 0
+    top = np.empty(n)
+    # max_probability is the top-label confidence itself: one array, not two N-sized copies
+    conf = top if method == "max_probability" else np.empty(n)
+    out = RowStats(np.empty(n, np.int64), conf, top, _alloc(n, labels is not None), 0)
+    # float32 rows whose loss is too small for float32 shifts, by chunk (redone at the end)
+    refine: list[npt.NDArray[np.intp]] | None = (
+        [] if dtype != np.float64 and labels is not None else None
     )
-    deltas = np.empty(n)
     rows_max = max(1, CHUNK_ELEMENTS // k)
     tops = np.empty(min(n, rows_max))
     buf = np.empty(min(n, rows_max) * k, dtype=dtype)
@@ -110,9 +118,10 @@ def _logits_sparse(
         np.exp(sh, out=e)
         dot = rowsum64(e * sh) if ebuf is not None else None
         delta = rowsum64(e, skip=am)  # the argmax term is exactly exp(0) = 1: the rest, for log1p
-        deltas[sl] = delta
-        out.top_confidence[sl] = 1.0 / (1.0 + delta)
-        if method != "true_class":
+        if refine is not None:
+            refine.append(np.flatnonzero(delta < _REFINE_DELTA * k) + sl.start)
+        np.divide(1.0, 1.0 + delta, out=out.top_confidence[sl])
+        if method not in ("true_class", "max_probability"):
             out.confidence[sl] = _confidence_from_delta(method, delta, second, dot, log_k)
         if labels is None:
             continue
@@ -129,8 +138,9 @@ def _logits_sparse(
             nll *= 1.0 - smoothing
             nll += smooth_total * log_s - tilt
         out.loss[sl] = nll
-    if dtype != np.float64 and labels is not None:
-        _refine_small_losses(z_all, labels, method, weights, smoothing, deltas, out)
+    if refine is not None:
+        assert labels is not None
+        _refine_small_losses(z_all, labels, method, weights, smoothing, np.concatenate(refine), out)
     return out
 
 
@@ -140,10 +150,10 @@ def _refine_small_losses(
     method: ConfidenceMethod,
     weights: F64 | None,
     smoothing: float,
-    deltas: F64,
+    rows: npt.NDArray[np.intp],
     out: RowStats,
 ) -> None:
-    """Redo in float64 the float32 rows whose loss is too small for float32 shifts.
+    """Redo in float64 the float32 ``rows`` whose loss is too small for float32 shifts.
 
     float32 rounds z_k - m to a relative 2^-24, which exp turns into a relative error of
     |z_k - m| 2^-24 in each term of delta. Over a row, the delta-weighted mean of |z_k - m| is
@@ -151,15 +161,14 @@ def _refine_small_losses(
     loss within 16.2 x 6e-8 < 1e-6 relative. Rows below that (confident items, whose loss is
     about delta) are recomputed from the same values in float64.
     """
-    k = z_all.shape[1]
-    rows = np.flatnonzero(deltas < k * 1e-7)
     if rows.size == 0:
         return
     exact = _logits_sparse(z_all[rows].astype(np.float64), labels[rows], method, weights, smoothing)
     assert out.loss is not None and exact.loss is not None
     out.loss[rows] = exact.loss
-    out.confidence[rows] = exact.confidence
     out.top_confidence[rows] = exact.top_confidence
+    if out.confidence is not out.top_confidence:
+        out.confidence[rows] = exact.confidence
 
 
 def _log_p(x: F64, input_type: str, eps: float) -> tuple[F64, F64, int]:
