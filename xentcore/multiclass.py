@@ -7,6 +7,7 @@ the log-softmax is never materialised at full size. Two kernels:
   hot path. With m = max_k z_k, s = sum_k exp(z_k - m) and delta = s - 1 (the sum without the
   argmax term, which is exactly 1), the log-partition is m + log1p(delta): the loss of a confident,
   correct item keeps its digits instead of rounding to 0, and |z| up to 1e300 stays finite.
+  K = 2 has a closed form, delta = exp(-|z_1 - z_0|), computed in float64 with no row reduction.
 * ``_gathered``: probabilities or log-probabilities with class-index (or no) labels, no label
   smoothing, no focal term and a confidence read off one entry: the loss needs only log p_y, so
   only N values are clipped and logged (one argmax pass over the rows, the rest is O(N)).
@@ -72,6 +73,72 @@ def _confidence_from_delta(
     return top
 
 
+@dataclass
+class _Partition:
+    """Per-row terms of the log-partition of one chunk of logits rows (float64, length n).
+
+    m = max_k z_k (written into the output's ``predicted`` with its argmax), delta = sum over
+    k != argmax of exp(z_k - m); ``second`` = (second largest z) - m for ``margin``; ``dot`` =
+    sum_k exp(z_k - m)(z_k - m) for ``entropy``; ``tilt`` = sum_k (e w_k / K)(z_k - m) for label
+    smoothing. ``zy`` = z_y, with class-index labels.
+    """
+
+    m: F64
+    delta: F64
+    second: F64 | None = None
+    dot: F64 | None = None
+    tilt: F64 | None = None
+
+
+class _WideRows:
+    """The partition terms of rows of any width K >= 2, in the input's dtype with float64 sums.
+
+    Scratch buffers for one chunk are allocated once and reused across chunks.
+    """
+
+    def __init__(self, rows: int, k: int, dtype: Any, method: ConfidenceMethod) -> None:
+        self.tops = np.empty(rows)
+        self.buf = np.empty(rows * k, dtype=dtype)
+        self.ebuf = np.empty_like(self.buf) if method == "entropy" else None
+        self.method = method
+
+    def terms(self, z: FloatArray, am: I64, smooth_w: FloatArray | None) -> _Partition:
+        m64 = self.tops[: z.shape[0]]
+        row_argmax_max(z, am, m64)
+        m = m64 if z.dtype == np.float64 else m64.astype(z.dtype)  # exact: m is one of z's values
+        sh = np.subtract(z, m[:, None], out=self.buf[: z.size].reshape(z.shape))
+        tilt = sh @ smooth_w if smooth_w is not None else None
+        second = None
+        if self.method == "margin":
+            r = np.arange(z.shape[0])
+            sh[r, am] = -np.inf
+            second = sh.max(axis=1).astype(np.float64)
+            sh[r, am] = 0
+        e = sh if self.ebuf is None else self.ebuf[: z.size].reshape(z.shape)
+        np.exp(sh, out=e)
+        dot = rowsum64(e * sh) if self.ebuf is not None else None
+        delta = rowsum64(e, skip=am)  # the argmax term is exactly exp(0) = 1: the rest, for log1p
+        tilt64 = None if tilt is None else tilt.astype(np.float64)
+        return _Partition(m64, delta, second, dot, tilt64)
+
+
+def _pair_terms(z: FloatArray, am: I64, smooth_w: FloatArray | None) -> _Partition:
+    """The partition terms of K = 2 rows in closed form, in float64 (exact for float32 input).
+
+    With a = |z_1 - z_0|: delta = exp(-a), the other entry's shift is -a, so the loss is
+    softplus-like m - z_y + log1p(exp(-a)) with no row reduction at all.
+    """
+    z0, z1 = z[:, 0].astype(np.float64), z[:, 1].astype(np.float64)
+    np.greater(z1, z0, out=am)  # ties go to class 0, as argmax
+    m = np.maximum(z0, z1)
+    neg_a = np.subtract(np.minimum(z0, z1), m, out=z0)  # -|z_1 - z_0| <= 0
+    delta = np.exp(neg_a)
+    tilt: F64 | None = None
+    if smooth_w is not None:  # only the other class's shift is nonzero (smooth_w is float64)
+        tilt = (neg_a * smooth_w[1 - am]).astype(np.float64, copy=False)
+    return _Partition(m, delta, neg_a, delta * neg_a, tilt)
+
+
 def _logits_sparse(
     z_all: FloatArray,
     labels: I64 | None,
@@ -81,62 +148,47 @@ def _logits_sparse(
 ) -> RowStats:
     """Logits with class-index (or no) labels, gamma = 0: the fast path."""
     n, k = z_all.shape
-    dtype = z_all.dtype
     top = np.empty(n)
     # max_probability is the top-label confidence itself: one array, not two N-sized copies
     conf = top if method == "max_probability" else np.empty(n)
     out = RowStats(np.empty(n, np.int64), conf, top, _alloc(n, labels is not None), 0)
-    # float32 rows whose loss is too small for float32 shifts, by chunk (redone at the end)
-    refine: list[npt.NDArray[np.intp]] | None = (
-        [] if dtype != np.float64 and labels is not None else None
-    )
     rows_max = max(1, CHUNK_ELEMENTS // k)
-    tops = np.empty(min(n, rows_max))
-    buf = np.empty(min(n, rows_max) * k, dtype=dtype)
-    ebuf = np.empty_like(buf) if method == "entropy" else None
-    smooth_w = None
+    wide = None if k == 2 else _WideRows(min(n, rows_max), k, z_all.dtype, method)
+    # float32 rows of width K > 2 whose loss is too small for float32 shifts: redone at the end
+    refine: list[npt.NDArray[np.intp]] | None = (
+        [] if wide is not None and z_all.dtype != np.float64 and labels is not None else None
+    )
+    smooth_w = None  # e w_k / K: in the input's dtype for wide rows, float64 for pairs
     if labels is not None and smoothing > 0:
         w = np.ones(k) if weights is None else weights
-        smooth_w = (w * (smoothing / k)).astype(dtype)
+        smooth_w = w * (smoothing / k)
+        if wide is not None:
+            smooth_w = smooth_w.astype(z_all.dtype)
         smooth_total = float(w.sum()) * smoothing / k
     log_k = float(np.log(k))
     base = np.arange(0, min(n, rows_max) * k, k)  # rows' first flat index: np.take beats z[r, y]
     for sl in chunk_rows(n, k):
-        z = z_all[sl]
-        r = np.arange(z.shape[0])
-        am, m64 = out.predicted[sl], tops[: z.shape[0]]
-        row_argmax_max(z, am, m64)
-        m = m64 if dtype == np.float64 else m64.astype(dtype)  # exact: m is one of z's values
-        sh = np.subtract(z, m[:, None], out=buf[: z.size].reshape(z.shape))
-        tilt = sh @ smooth_w if smooth_w is not None else None  # sum_k (e w_k / K)(z_k - m) <= 0
-        second = None
-        if method == "margin":
-            sh[r, am] = -np.inf
-            second = sh.max(axis=1).astype(np.float64)
-            sh[r, am] = 0
-        e = sh if ebuf is None else ebuf[: z.size].reshape(z.shape)
-        np.exp(sh, out=e)
-        dot = rowsum64(e * sh) if ebuf is not None else None
-        delta = rowsum64(e, skip=am)  # the argmax term is exactly exp(0) = 1: the rest, for log1p
+        z, am = z_all[sl], out.predicted[sl]
+        t = wide.terms(z, am, smooth_w) if wide is not None else _pair_terms(z, am, smooth_w)
         if refine is not None:
-            refine.append(np.flatnonzero(delta < _REFINE_DELTA * k) + sl.start)
-        np.divide(1.0, 1.0 + delta, out=out.top_confidence[sl])
+            refine.append(np.flatnonzero(t.delta < _REFINE_DELTA * k) + sl.start)
+        np.divide(1.0, 1.0 + t.delta, out=out.top_confidence[sl])
         if method not in ("true_class", "max_probability"):
-            out.confidence[sl] = _confidence_from_delta(method, delta, second, dot, log_k)
+            out.confidence[sl] = _confidence_from_delta(method, t.delta, t.second, t.dot, log_k)
         if labels is None:
             continue
         assert out.loss is not None
         y = labels[sl]
-        log_s = np.log1p(delta)
+        log_s = np.log1p(t.delta)
         # m - z_y in float64: exact for float32 input, and no overflow for |z| near 1e300
-        nll = (m64 - np.take(z.reshape(-1), base[: z.shape[0]] + y)) + log_s
+        nll = (t.m - np.take(z.reshape(-1), base[: z.shape[0]] + y)) + log_s
         if method == "true_class":
             out.confidence[sl] = np.exp(-nll)
         if weights is not None:
             nll *= weights[y]
-        if tilt is not None:
+        if t.tilt is not None:
             nll *= 1.0 - smoothing
-            nll += smooth_total * log_s - tilt
+            nll += smooth_total * log_s - t.tilt
         out.loss[sl] = nll
     if refine is not None:
         assert labels is not None
