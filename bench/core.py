@@ -4,7 +4,8 @@ What it measures (wall clock with ``time.perf_counter``; median and min of sever
 after one warm-up call, the libraries of one row timed in turns so that they share the
 machine's state):
 
-* float32 logits of shapes 200,000x10, 20,000x1,000 and 500x32,000 with random integer
+* float32 logits of shapes 200,000x10, 20,000x1,000, 500x32,000 and 1,000,000x2 (the K = 2
+  closed form) with random integer
   labels: ``xentcore.score(x, y, input_type="logits")`` (loss + confidence + predicted +
   flags), torch ``F.cross_entropy(x, y, reduction="none")`` on one thread (loss only) and
   scikit-learn ``log_loss`` on the softmax probabilities (a mean loss only; fewer repeats on
@@ -24,6 +25,7 @@ Run from the repository root::
     python bench/core.py               # full run (a few minutes at most)
     python bench/core.py --repeats 15  # more repeats for xentcore and torch
     python bench/core.py --quick       # smaller shapes, a smoke run of seconds
+    python bench/core.py --numpy-fallback  # without the compiled row kernels
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ try:
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import xentcore
+from xentcore import _kernels as xc_kernels
 
 torch: ModuleType | None
 try:
@@ -71,8 +74,8 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-FULL_SHAPES: list[tuple[int, int]] = [(200_000, 10), (20_000, 1_000), (500, 32_000)]
-QUICK_SHAPES: list[tuple[int, int]] = [(20_000, 10), (2_000, 1_000), (50, 32_000)]
+FULL_SHAPES: list[tuple[int, int]] = [(200_000, 10), (20_000, 1_000), (500, 32_000), (1_000_000, 2)]
+QUICK_SHAPES: list[tuple[int, int]] = [(20_000, 10), (2_000, 1_000), (50, 32_000), (100_000, 2)]
 FULL_PROBS: tuple[int, int] = (100_000, 10)
 QUICK_PROBS: tuple[int, int] = (10_000, 10)
 # sklearn's log_loss is far slower on wide inputs: cap its repeats by input size
@@ -250,7 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="smaller shapes, for a smoke run")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--numpy-fallback",
+        action="store_true",
+        help="switch the compiled row kernels off (what an install without a C compiler runs)",
+    )
     args = parser.parse_args(argv)
+    if args.numpy_fallback:
+        xc_kernels._rowops = None
     repeats = max(1, args.repeats)
 
     missing = [
@@ -294,9 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         "relative to the input's nbytes."
     )
     print()
+    native = xentcore.NATIVE_KERNELS and not args.numpy_fallback
+    kernels = "compiled" if native else "numpy fallback"
     torch_v = f"{torch.__version__} ({torch.get_num_threads()} thread)" if torch else "missing"
     print(
-        f"xentcore row kernels: {'compiled' if xentcore.NATIVE_KERNELS else 'numpy fallback'}; "
+        f"xentcore row kernels: {kernels}; "
         f"numpy {np.__version__}, torch {torch_v}, scikit-learn {sklearn_version or 'missing'}, "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs "
         f"({platform.machine()}, {platform.processor() or platform.system()}); "
