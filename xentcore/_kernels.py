@@ -57,6 +57,15 @@ def chunk_rows(n: int, k: int, elements: int = CHUNK_ELEMENTS) -> Iterator[slice
         yield slice(start, min(start + step, n))
 
 
+def _native_ok(x: FloatArray) -> bool:
+    """Whether the compiled kernels are built and take ``x`` (C-contiguous native float32/64)."""
+    return (
+        _rowops is not None
+        and x.flags.c_contiguous
+        and (x.dtype == np.float64 or x.dtype == np.float32)
+    )
+
+
 def row_argmax_max(x: FloatArray, index: I64, top: F64) -> None:
     """Write each row's argmax into ``index`` and its maximum into ``top``, in one pass.
 
@@ -65,7 +74,8 @@ def row_argmax_max(x: FloatArray, index: I64, top: F64) -> None:
     The maximum is exact (a float32 value widens to float64 without rounding). Rows of up to
     ``NATIVE_ARGMAX_MAX_K`` values go to the C kernel when it is built, wider ones to numpy.
     """
-    if _rowops is not None and x.shape[1] <= NATIVE_ARGMAX_MAX_K and x.flags.c_contiguous:
+    if _native_ok(x) and x.shape[1] <= NATIVE_ARGMAX_MAX_K:
+        assert _rowops is not None
         _rowops.argmax_max(x, index, top)
         return
     np.argmax(x, axis=1, out=index)
@@ -82,7 +92,8 @@ def rowsum64(a: FloatArray, *, skip: I64 | None = None) -> F64:
     only, a few float64 ulps.
     """
     out = np.empty(a.shape[0])
-    if _rowops is not None and a.flags.c_contiguous:
+    if _native_ok(a):
+        assert _rowops is not None
         _rowops.row_sums(a, out, skip)
         return out
     if skip is not None:

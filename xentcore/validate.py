@@ -136,7 +136,8 @@ def _as_array(value: Any, field: str) -> npt.NDArray[Any]:
 
 
 def _as_float(value: Any, field: str) -> FloatArray:
-    """Numbers -> float32/float64 array (float16 widened to float32, integers to float64)."""
+    """Numbers -> contiguous native float32/float64 (float16 widened to float32, integers to
+    float64, other byte orders swapped)."""
     arr = _as_array(value, field)
     if arr.dtype == np.bool_:
         raise InputError((field,), "expected numbers, got booleans", kind="float_type")
@@ -151,6 +152,8 @@ def _as_float(value: Any, field: str) -> FloatArray:
         raise InputError(
             (field,), f"expected numbers, got {arr.dtype.kind!r} data", kind="float_type"
         )
+    if not arr.dtype.isnative:  # big-endian data on a little-endian machine: same values
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return np.ascontiguousarray(arr)
 
 

@@ -210,3 +210,32 @@ def test_score_is_the_same_without_the_native_kernels(
             np.testing.assert_array_equal(value, fallback[field], err_msg=field)
         else:
             assert value == fallback[field], field
+
+
+@pytest.mark.parametrize("input_type", ["logits", "probabilities", "log_probabilities"])
+@pytest.mark.parametrize("dtype", ["f4", "f8"])
+def test_big_endian_inputs_score_as_native_ones(input_type: str, dtype: str) -> None:
+    rng = np.random.default_rng(5)
+    z = rng.normal(0.0, 3.0, size=(300, 6))
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    x = {"logits": z, "probabilities": p, "log_probabilities": np.log(p)}[input_type]
+    y = rng.integers(0, 6, size=300)
+    native = xc.score(x.astype(f"<{dtype}"), y, input_type=input_type, sum_tolerance=1e-3)
+    swapped = xc.score(
+        x.astype(f">{dtype}"), y.astype(">i8"), input_type=input_type, sum_tolerance=1e-3
+    )
+    np.testing.assert_array_equal(native.item_loss, swapped.item_loss)
+    np.testing.assert_array_equal(native.confidence, swapped.confidence)
+    np.testing.assert_array_equal(native.predicted, swapped.predicted)
+
+
+def test_kernels_fall_back_on_arrays_they_do_not_take() -> None:
+    x = np.random.default_rng(6).random((50, 5))
+    want_index, want_top = _reference(x)
+    for odd in (x.astype(">f8"), np.asfortranarray(x)):
+        index, top = np.empty(50, np.int64), np.empty(50)
+        _kernels.row_argmax_max(odd, index, top)
+        np.testing.assert_array_equal(index, want_index)
+        np.testing.assert_array_equal(top, want_top)
+        np.testing.assert_allclose(_kernels.rowsum64(odd.copy(order="K")), x.sum(axis=1))
