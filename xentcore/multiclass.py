@@ -77,10 +77,10 @@ def _confidence_from_delta(
 class _Partition:
     """Per-row terms of the log-partition of one chunk of logits rows (float64, length n).
 
-    m = max_k z_k (written into the output's ``predicted`` with its argmax), delta = sum over
-    k != argmax of exp(z_k - m); ``second`` = (second largest z) - m for ``margin``; ``dot`` =
+    m = max_k z_k (its argmax goes into the caller's ``am``), delta = sum over k != argmax of
+    exp(z_k - m); ``second`` = (second largest z) - m for ``margin``; ``dot`` =
     sum_k exp(z_k - m)(z_k - m) for ``entropy``; ``tilt`` = sum_k (e w_k / K)(z_k - m) for label
-    smoothing. ``zy`` = z_y, with class-index labels.
+    smoothing.
     """
 
     m: F64
