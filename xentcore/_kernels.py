@@ -6,7 +6,8 @@ float64, which keeps float32 results within 1e-6 relative of a float64 computati
 
 Row reductions that numpy can only do with a function call per row (argmax along a short last
 axis costs ~25 ns a row) run in the C extension ``xentcore._rowops`` when it was built; each
-has a numpy fallback here with identical results. ``NATIVE`` says which is in use.
+has a numpy fallback here: bit-identical for the argmax, a few float64 ulps apart for row sums
+(another order of summation). ``NATIVE`` says which is in use.
 """
 
 from __future__ import annotations
