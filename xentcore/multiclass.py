@@ -59,10 +59,15 @@ def _alloc(n: int, need: bool) -> F64 | None:
 
 
 def _confidence_from_delta(
-    method: ConfidenceMethod, delta: F64, second: F64 | None, entropy_dot: F64 | None, log_k: float
+    method: ConfidenceMethod,
+    top: F64,
+    delta: F64,
+    second: F64 | None,
+    entropy_dot: F64 | None,
+    log_k: float,
 ) -> F64:
-    """Confidence of logits rows from delta = s - 1 (s the shifted partition sum)."""
-    top = 1.0 / (1.0 + delta)
+    """Confidence of logits rows from delta = s - 1 (s the shifted partition sum) and the
+    top-label probability ``top`` = 1 / (1 + delta)."""
     if method == "margin":
         assert second is not None
         return top * (1.0 - np.exp(second))
@@ -172,9 +177,11 @@ def _logits_sparse(
         t = wide.terms(z, am, smooth_w) if wide is not None else _pair_terms(z, am, smooth_w)
         if refine is not None:
             refine.append(np.flatnonzero(t.delta < _REFINE_DELTA * k) + sl.start)
-        np.divide(1.0, 1.0 + t.delta, out=out.top_confidence[sl])
+        top = np.divide(1.0, 1.0 + t.delta, out=out.top_confidence[sl])
         if method not in ("true_class", "max_probability"):
-            out.confidence[sl] = _confidence_from_delta(method, t.delta, t.second, t.dot, log_k)
+            out.confidence[sl] = _confidence_from_delta(
+                method, top, t.delta, t.second, t.dot, log_k
+            )
         if labels is None:
             continue
         assert out.loss is not None
