@@ -14,6 +14,9 @@ either. Nor for the ``/v1/streams/{stream}/...`` queries, whose ``since``, ``unt
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +40,20 @@ BOUNDED = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    data_dir: Path = tmp_path_factory.mktemp("schemathesis") / "data"
-    app = create_app(Settings(data_dir=data_dir, api_keys=[KEY]))
-    return schemathesis.openapi.from_asgi("/openapi.json", app)
+#: The app's store directory: the schema is loaded at import (not from a fixture), because
+#: schemathesis's lazy ``from_fixture`` loader writes pytest's private ``Function._nodeid``,
+#: which pytest 9.2 removed. The app's lifespan (which opens the store) does not run here, so
+#: the directory stays empty; it is removed when the module's tests end.
+_DATA_DIR = Path(tempfile.mkdtemp(prefix="xent-schemathesis-"))
+schema = schemathesis.openapi.from_asgi(
+    "/openapi.json", create_app(Settings(data_dir=_DATA_DIR / "data", api_keys=[KEY]))
+)
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+@pytest.fixture(scope="module", autouse=True)
+def _remove_data_dir() -> Iterator[None]:
+    yield
+    shutil.rmtree(_DATA_DIR, ignore_errors=True)
 
 
 def _documented_precisely(case: Any) -> bool:
