@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import xentcore
 from service import deps
-from service.api import calibration, dashboard, health, scoring, sequences, streams
+from service.api import calibration, dashboard, docs, health, scoring, sequences, streams
 from service.auth import ApiKeyMiddleware
 from service.batch import in_thread
 from service.context import RequestContextMiddleware
@@ -63,12 +63,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app with its own settings, metrics registry and (from its lifespan) store."""
     settings = settings or get_settings()
     app = FastAPI(
-        title="xentcore", version=xentcore.__version__, description=DESCRIPTION, lifespan=_lifespan
+        title="xentcore",
+        version=xentcore.__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        docs_url=None,  # served by service.api.docs, with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics(max_streams=settings.max_streams)
     app.state.store = None
-    routers = [m.router for m in (scoring, calibration, sequences, streams, health, dashboard)]
+    modules = (scoring, calibration, sequences, streams, health, dashboard, docs)
+    routers = [m.router for m in modules]
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
