@@ -7,6 +7,7 @@ id, metrics, the 500 answer), API keys (401 on /v1/...), limits (415, 413, 408, 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,7 +30,7 @@ from service.schemas import (
     LabelledBatchRequest,
     SequencesRequest,
 )
-from service.settings import Settings, get_settings
+from service.settings import Settings, get_settings, unknown_variables
 
 __all__ = ["app", "create_app"]
 
@@ -43,9 +44,23 @@ limits, 415 a non-JSON body, 401 a missing or wrong API key, 503 an overloaded i
 after `Retry-After`). Error bodies never contain the submitted input."""
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _warn_about_settings(settings: Settings) -> None:
+    """Log the ``XENT_*`` variables that are no setting, and an open service on a network."""
+    for message in unknown_variables(os.environ):
+        log.warning(message)
+    if not settings.api_keys:
+        open_to = "anyone who can reach it" if settings.host not in _LOOPBACK else "this host"
+        level = logging.INFO if settings.host in _LOOPBACK else logging.WARNING
+        log.log(level, "no XENT_API_KEYS: every route is open to %s", open_to)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    _warn_about_settings(settings)
     if not xentcore.NATIVE_KERNELS:
         log.warning(
             "xentcore's compiled row kernels are not installed (no C compiler when it was "

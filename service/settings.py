@@ -1,7 +1,15 @@
-"""Service settings, read from ``XENT_*`` environment variables (and nowhere else)."""
+"""Service settings, read from ``XENT_*`` environment variables (and nowhere else).
+
+Settings fail loudly: an invalid value stops ``xent serve`` with exit status 2 and a message that
+names the variable (an unsupported ``XENT_DATABASE_URL`` scheme included), and an ``XENT_*``
+variable that is no setting (a typo such as ``XENT_API_KEY``) is reported at start with the
+closest setting (:func:`unknown_variables`).
+"""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -9,10 +17,24 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["LogLevel", "Settings", "get_settings"]
+__all__ = [
+    "DATABASE_SCHEMES",
+    "ENV_PREFIX",
+    "LogLevel",
+    "Settings",
+    "get_settings",
+    "unknown_variables",
+]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 MiB = 1 << 20
+ENV_PREFIX = "XENT_"
+#: Variables under the prefix that belong to the project's own test suite, not the service.
+TEST_PREFIX = "XENT_TEST_"
+#: Variables under the prefix that the project's other files read (docker-compose.yml).
+NOT_SETTINGS = frozenset({"XENT_PUBLISH"})
+#: URL schemes of ``XENT_DATABASE_URL`` the store opens (``service.store.sql.engine_for``).
+DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg")
 
 
 def _split(value: object) -> object:
@@ -29,7 +51,7 @@ class Settings(BaseSettings):
     environment, not JSON.
     """
 
-    model_config = SettingsConfigDict(env_prefix="XENT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     host: str = Field("127.0.0.1", description="Interface `xent serve` binds to.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port of `xent serve`.")
@@ -109,6 +131,26 @@ class Settings(BaseSettings):
     def _split_lists(cls, value: object) -> object:
         return _split(value)
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        """Only the schemes the store opens; the message names the scheme, never the URL."""
+        if value is None:
+            return None
+        scheme, sep, _ = value.partition("://")
+        if not sep or not scheme:
+            raise ValueError(
+                "expected a URL such as sqlite:///path/to/xent.db or "
+                "postgresql://user@host:5432/db (no scheme found)"
+            )
+        if scheme.lower() not in DATABASE_SCHEMES:
+            shown = scheme if len(scheme) <= 40 else scheme[:40] + "..."
+            raise ValueError(
+                f"unsupported scheme {shown!r}: the store is SQLite (sqlite:///path) or "
+                "PostgreSQL (postgresql://user@host:5432/db)"
+            )
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:
@@ -119,3 +161,26 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The settings of this process, read once from the environment."""
     return Settings()
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``XENT_*`` variable of ``environ`` that is no setting.
+
+    Names are matched like the settings themselves, without regard to case. Each warning names
+    the variable and, when one is close (difflib), the setting it was probably meant to be:
+    ``XENT_API_KEY is not a setting (did you mean XENT_API_KEYS?); it is ignored``. Variables
+    starting with ``XENT_TEST_`` belong to the test suite, and ``XENT_PUBLISH`` to
+    docker-compose.yml: they are left alone.
+    """
+    known = sorted(ENV_PREFIX + name.upper() for name in Settings.model_fields)
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.startswith(TEST_PREFIX):
+            continue
+        if upper in known or upper in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else " (see the README's Settings)"
+        warnings.append(f"{name} is not a setting{hint}; it is ignored")
+    return warnings
