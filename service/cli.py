@@ -26,7 +26,17 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.config import LOGGING_CONFIG
 
-from service.offline import FileError, OfflineResult, ProgressBar, RowSource, open_rows, score_file
+import xentcore
+from service.offline import (
+    MAX_JSON_INDICES,
+    FileError,
+    OfflineResult,
+    ProgressBar,
+    RowSource,
+    open_rows,
+    score_file,
+    write_indices,
+)
 from service.settings import LogLevel, Settings, get_settings
 from xentcore import InputError
 from xentcore.types import CONFIDENCE_METHODS, INPUT_TYPES, TASKS
@@ -96,7 +106,8 @@ def serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
             name = "XENT_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
-            print(f"xent serve: invalid {name}: {err['msg']}", file=sys.stderr)
+            message = str(err["msg"]).removeprefix("Value error, ")
+            print(f"xent serve: invalid {name}: {message}", file=sys.stderr)
         return 2
     for name, value in overrides.items():  # for the app (and every worker) to read
         os.environ[f"XENT_{name.upper()}"] = str(value)
@@ -160,6 +171,8 @@ def score_files(args: argparse.Namespace) -> int:
     if args.flag_misclassified:
         flag["misclassified"] = True
     try:
+        if args.flagged_out is not None and not args.flagged_out.parent.is_dir():
+            raise FileError(f"{args.flagged_out}: cannot write: its directory does not exist")
         predictions = open_rows(args.predictions, default_member="predictions")
         opened.append(predictions)
         labels = None
@@ -182,6 +195,8 @@ def score_files(args: argparse.Namespace) -> int:
         )
         if bar is not None:
             bar.close(predictions.n_rows)
+        if args.flagged_out is not None:
+            write_indices(args.flagged_out, result.flagged_indices)
     except FileError as exc:
         print(f"xent score: {exc}", file=sys.stderr)
         return 2
@@ -196,7 +211,7 @@ def score_files(args: argparse.Namespace) -> int:
         for source in opened:
             source.close()
     if args.json:
-        print(json.dumps(result.as_json()))
+        print(json.dumps(result.as_json(max_indices=args.max_flagged)))
     else:
         print(_summary(result, predictions))
     return 0
@@ -206,6 +221,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
     return value
 
 
@@ -232,6 +254,21 @@ def _add_score(commands: Any) -> None:
     run.add_argument("--flag-misclassified", action="store_true", help="flag wrong predictions")
     run.add_argument("--json", action="store_true", help="print the /v1/score JSON (no items)")
     run.add_argument(
+        "--max-flagged",
+        type=_count,
+        default=MAX_JSON_INDICES,
+        metavar="N",
+        help=f"flagged indices listed by --json (default {MAX_JSON_INDICES:,}; the count and "
+        "rate always cover all)",
+    )
+    run.add_argument(
+        "--flagged-out",
+        type=Path,
+        metavar="FILE",
+        help="write every flagged row index to FILE: one per line, or an int64 array if FILE "
+        "ends in .npy",
+    )
+    run.add_argument(
         "--per-item",
         type=Path,
         metavar="OUT.npz",
@@ -254,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xent", description="xentcore: loss scoring for model outputs."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {xentcore.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser(
         "serve",

@@ -40,17 +40,22 @@ from xentcore.score import NO_WEIGHT_WARNING, clip_warning
 from xentcore.validate import DEFAULT_EPS
 
 __all__ = [
+    "MAX_JSON_INDICES",
     "FileError",
     "OfflineResult",
     "ProgressBar",
     "RowSource",
     "default_chunk_rows",
+    "write_indices",
     "open_rows",
     "score_file",
 ]
 
 #: Numbers per chunk when ``chunk_rows`` is not given (about 32 MB of float64 work per chunk).
 CHUNK_ELEMENTS = 1 << 22
+#: Flagged indices in the JSON of ``xent score --json`` (``--max-flagged``; all go to a file
+#: with ``--flagged-out``).
+MAX_JSON_INDICES = 1000
 
 
 class FileError(Exception):
@@ -267,12 +272,18 @@ class OfflineResult:
         """Plain mean of the confidences that exist (None if none do)."""
         return self.confidence_sum / self.confidence_count if self.confidence_count else None
 
-    def as_json(self) -> dict[str, Any]:
-        """The ``/v1/score`` response shape, without ``items`` and ``recorded``."""
+    def as_json(self, max_indices: int | None = MAX_JSON_INDICES) -> dict[str, Any]:
+        """The ``/v1/score`` response shape, without ``items`` and ``recorded``.
+
+        ``flagged.indices`` holds the first ``max_indices`` flagged rows (all with None), and
+        ``flagged.indices_truncated`` says whether rows were left out; ``count`` and ``rate``
+        always cover them all. (A file of millions of rows can flag millions: 24 MB of JSON.)
+        """
         loss = None
         if self.loss_sum is not None:
             loss = {"mean": self.loss_mean, "sum": self.loss_sum, "n_scored": self.n_scored}
         count = int(self.flagged_indices.size)
+        shown = self.flagged_indices if max_indices is None else self.flagged_indices[:max_indices]
         return {
             "task": self.task,
             "n_items": self.n_items,
@@ -283,7 +294,8 @@ class OfflineResult:
             "flagged": {
                 "count": count,
                 "rate": count / self.n_items if self.n_items else 0.0,
-                "indices": self.flagged_indices.tolist(),
+                "indices": shown.tolist(),
+                "indices_truncated": shown.size < count,
             },
             "warnings": self.warnings,
         }
@@ -456,3 +468,23 @@ def _write_items(items: _PerItem, r: ScoreResult, start: int, n: int) -> None:
     items.write("confidence", start, n, r.confidence)
     items.write("predicted", start, n, r.predicted_index)
     items.write("flagged", start, n, r.flagged)
+
+
+def write_indices(path: Path, indices: np.ndarray[Any, np.dtype[np.int64]]) -> None:
+    """Write row indices to ``path``: a ``.npy`` array, else text with one index a line.
+
+    Written to a temporary file next to ``path`` and renamed, so a failure leaves no half file.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("wb") as out:
+            if path.suffix == ".npy":
+                np.save(out, np.asarray(indices, dtype=np.int64))
+            else:
+                for start in range(0, indices.size, 1 << 20):
+                    chunk = indices[start : start + (1 << 20)].tolist()
+                    out.write(("\n".join(map(str, chunk)) + "\n").encode())
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise FileError(f"{path}: cannot write: {exc.strerror or exc}") from None

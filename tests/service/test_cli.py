@@ -1,13 +1,17 @@
-"""``xent serve`` as a real process on a free loopback port, and the argument parser."""
+"""``xent serve`` as a real process on a free loopback port, the argument parser, ``--version``,
+and settings that fail loudly."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
+import xentcore
 from service.cli import build_parser, main
 from tests.support.server import xent_serve
 
@@ -59,3 +63,54 @@ def test_invalid_setting_is_reported(
     assert main(["serve", "--port", "1"]) == 2
     assert "XENT_PORT" not in os.environ
     assert "XENT_MAX_ITEMS" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.strip() == f"xent {xentcore.__version__}"
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("mysql://user:hunter2@db.example/xent", "'mysql'"),
+        ("postgresql+psycopg2://user:hunter2@db.example/xent", "'postgresql+psycopg2'"),
+        ("hunter2@db.example/xent", "no scheme"),
+    ],
+)
+def test_unsupported_database_url_stops_serve_with_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str, named: str
+) -> None:
+    monkeypatch.setenv("XENT_DATABASE_URL", url)
+    assert main(["serve", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "XENT_DATABASE_URL" in err and named in err
+    assert "hunter2" not in err, "the message never shows the URL (it may hold a password)"
+    assert "Value error" not in err
+
+
+def test_unsupported_database_url_real_process_exits_at_once(tmp_path: Path) -> None:
+    env = {**os.environ, "XENT_DATABASE_URL": "mysql://root@127.0.0.1/test"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "unsupported scheme 'mysql'" in done.stderr
+
+
+def test_serve_warns_about_unknown_variables(tmp_path: Path) -> None:
+    env = {"XENT_API_KEY": "typo", "XENT_MAX_ITEM": "5"}
+    with xent_serve(tmp_path, env=env) as server:
+        log = server.log.read_text()
+        # the typo leaves the server open: it says so, and names the setting that was meant
+        assert httpx.post(f"{server.url}/v1/score", json={"predictions": [0.9]}).status_code == 200
+    assert "XENT_API_KEY is not a setting (did you mean XENT_API_KEYS?)" in log
+    assert "XENT_MAX_ITEM is not a setting (did you mean XENT_MAX_ITEMS?)" in log
+    assert "no XENT_API_KEYS: every route is open" in log

@@ -13,6 +13,7 @@ import pytest
 
 import xentcore as xc
 from service.cli import main
+from service.offline import MAX_JSON_INDICES
 
 N, K = 2_345, 7
 
@@ -49,8 +50,9 @@ def assert_same(out: dict[str, Any], ref: xc.ScoreResult) -> None:
         assert out["loss"]["n_scored"] == ref.n_scored
         assert out["accuracy"] == ref.accuracy
     assert out["confidence"]["mean"] == pytest.approx(ref.confidence_mean, rel=1e-12)
-    assert out["flagged"]["indices"] == ref.flagged_indices.tolist()
+    assert out["flagged"]["indices"] == ref.flagged_indices[:MAX_JSON_INDICES].tolist()
     assert out["flagged"]["count"] == ref.flagged_indices.size
+    assert out["flagged"]["indices_truncated"] == (ref.flagged_indices.size > MAX_JSON_INDICES)
 
 
 @pytest.mark.parametrize("input_type", ["logits", "probabilities"])
@@ -170,7 +172,7 @@ def test_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ]
     assert set(out["loss"]) == {"mean", "sum", "n_scored"}
     assert set(out["confidence"]) == {"method", "mean"}
-    assert set(out["flagged"]) == {"count", "rate", "indices"}
+    assert set(out["flagged"]) == {"count", "rate", "indices", "indices_truncated"}
     assert out["flagged"]["rate"] == out["flagged"]["count"] / N
 
 
@@ -290,3 +292,63 @@ def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
         err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) in (0, 1)
     assert "Traceback" not in err
+
+
+def _many_flags(tmp_path: Path) -> tuple[Path, np.ndarray[Any, Any]]:
+    """A file whose every row is flagged (uniform rows: confidence 1/K < 0.5)."""
+    p = np.full((N, K), 1.0 / K)
+    np.save(tmp_path / "p.npy", p)
+    return tmp_path / "p.npy", xc.score(p).flagged_indices
+
+
+def test_json_lists_at_most_the_first_thousand_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, flagged = _many_flags(tmp_path)
+    assert flagged.size == N > MAX_JSON_INDICES
+    out = run_json(capsys, str(path), "--chunk-rows", "100")
+    assert out["flagged"]["count"] == N and out["flagged"]["rate"] == 1.0
+    assert out["flagged"]["indices"] == list(range(MAX_JSON_INDICES))
+    assert out["flagged"]["indices_truncated"] is True
+    few = run_json(capsys, str(path), "--max-flagged", "3")["flagged"]
+    assert (few["indices"], few["indices_truncated"]) == ([0, 1, 2], True)
+    every = run_json(capsys, str(path), "--max-flagged", str(N))["flagged"]
+    assert (every["indices"], every["indices_truncated"]) == (flagged.tolist(), False)
+    assert run_json(capsys, str(path), "--max-flagged", "0")["flagged"]["indices"] == []
+
+
+@pytest.mark.parametrize("name", ["flagged.txt", "flagged.npy"])
+def test_flagged_out_writes_every_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    p = _probabilities()
+    np.save(tmp_path / "p.npy", p)
+    ref = xc.score(p, flag={"min_confidence": 0.3})
+    out_file = tmp_path / name
+    argv = [str(tmp_path / "p.npy"), "--flag-min-confidence", "0.3", "--chunk-rows", "97"]
+    out = run_json(capsys, *argv, "--flagged-out", str(out_file), "--max-flagged", "5")
+    assert out["flagged"]["count"] == ref.flagged_indices.size > 5
+    if name.endswith(".npy"):
+        written = np.load(out_file)
+        assert written.dtype == np.int64
+    else:
+        written = np.array([int(line) for line in out_file.read_text().splitlines()])
+    np.testing.assert_array_equal(written, ref.flagged_indices)
+    assert main(["score", *argv, "--flagged-out", str(out_file)]) == 0  # the human summary too
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
+
+
+def test_flagged_out_into_a_missing_directory_fails_before_scoring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = _many_flags(tmp_path)
+    assert main(["score", str(path), "--flagged-out", str(tmp_path / "no" / "f.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "f.txt" in err and "directory does not exist" in err
+
+
+def test_no_flags_write_an_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "p.npy", np.array([[0.99, 0.01]]))
+    out = run_json(capsys, str(tmp_path / "p.npy"), "--flagged-out", str(tmp_path / "f.txt"))
+    assert out["flagged"] == {"count": 0, "rate": 0.0, "indices": [], "indices_truncated": False}
+    assert (tmp_path / "f.txt").read_text() == ""
