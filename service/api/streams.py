@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
-from service.store import Store, StoredBatch
+from service.store import Store, StoredBatch, StreamInfo
 from service.store.sql import decode_cursor
 from xentcore.summary import BatchSummary, figures, reliability
 
@@ -105,19 +105,23 @@ def _bucket_row(start: float, end: float, s: BatchSummary) -> dict[str, Any]:
 
 @router.get("", summary="Every stream with its totals and last-seen time", responses=_ERRORS)
 def list_streams(request: Request) -> dict[str, Any]:
-    """Each stream recorded so far, with its all-time figures and when it was last seen."""
+    """Each stream recorded so far, by name, with its all-time figures and when it was last seen.
 
-    def query(store: Store) -> list[tuple[str, float, int, BatchSummary]]:
-        names = store.stream_names()
-        return [(n, seen, count, _merged(store.batches_in(n))) for n, seen, count in names]
+    ``tasks`` lists the distinct tasks of its batches, sorted (``binary``, ``multiclass``,
+    ``multilabel``, ``sequences``): what kind of data the stream holds.
+    """
+
+    def query(store: Store) -> list[tuple[StreamInfo, BatchSummary]]:
+        return [(info, _merged(store.batches_in(info.stream))) for info in store.stream_names()]
 
     out = []
-    for name, last_seen, n_batches, total in _read(request, query):
+    for info, total in _read(request, query):
         out.append(
             {
-                "stream": name,
-                "n_batches": n_batches,
-                "last_seen": iso(last_seen),
+                "stream": info.stream,
+                "n_batches": info.n_batches,
+                "last_seen": iso(info.last_seen),
+                "tasks": list(info.tasks),
                 "total": figures(total),
             }
         )

@@ -4,8 +4,67 @@
 const REFRESH_MS = 10000;
 const SERIES = ["loss_mean", "confidence_mean", "flag_rate", "accuracy"];
 const SVG_NS = "http://www.w3.org/2000/svg";
+// the task under which scored sequences are recorded: every other task holds classifier data
+const SEQUENCES = "sequences";
+const MINUTE = 60e3;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+// x-axis steps (ms), smallest first; longer spans step by calendar months (MONTH_STEPS)
+const TIME_STEPS = [MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE,
+  HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY];
+const MONTH_STEPS = [1, 2, 3, 6, 12, 24, 60, 120];
+const LABEL_GAP = 8; // px between two axis labels
 // the page is served at <root>/dashboard/: the API lives at <root>/
 const base = new URL("../", window.location.href);
+
+const streamSelect = document.getElementById("stream");
+const windowSelect = document.getElementById("window");
+const DEFAULT_WINDOW = [...windowSelect.options].find((o) => o.defaultSelected).value;
+
+// ---- the stream and window in the URL (?stream=NAME&window=SECONDS) --------------------------
+
+const wanted = new URLSearchParams(location.search);
+let chosenStream = null; // the stream shown; null until the first list of streams
+let urlStream = wanted.get("stream"); // honoured once, on the first list of streams
+let notice = ""; // why the URL's choice was not taken, shown in the status line
+let generation = 0; // a refresh started later wins over one still in flight
+
+function writeUrl() {
+  const q = new URLSearchParams(location.search);
+  if (chosenStream !== null) q.set("stream", chosenStream);
+  q.set("window", windowSelect.value);
+  const search = `?${q}`;
+  if (search !== location.search) history.replaceState(history.state, "", search + location.hash);
+}
+
+if ([...windowSelect.options].some((o) => o.value === wanted.get("window"))) {
+  windowSelect.value = wanted.get("window");
+} else {
+  windowSelect.value = DEFAULT_WINDOW;
+  if (wanted.has("window")) notice = `unknown window “${wanted.get("window")}”`;
+}
+
+function defaultStream(streams) {
+  // the most recently seen stream with classifier data, else the most recently seen one
+  const seen = (s) => Date.parse(s.last_seen) || 0;
+  const newest = (list) => list.reduce((a, b) => (seen(b) > seen(a) ? b : a));
+  const classifiers = streams.filter((s) => (s.tasks || []).some((t) => t !== SEQUENCES));
+  return newest(classifiers.length ? classifiers : streams).stream;
+}
+
+function pickStream(streams) {
+  const names = new Set(streams.map((s) => s.stream));
+  if (chosenStream !== null && names.has(chosenStream)) return chosenStream;
+  if (urlStream !== null) {
+    const asked = urlStream;
+    urlStream = null;
+    if (names.has(asked)) return asked;
+    notice = [notice, `unknown stream “${asked}”`].filter(Boolean).join(", ");
+  }
+  return defaultStream(streams);
+}
+
+// ---- formatting ------------------------------------------------------------------------------
 
 function api(path) {
   return fetch(new URL(path, base), { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -22,10 +81,35 @@ function el(tag, attrs, parent) {
   return node;
 }
 
+function text(parent, x, y, content, attrs = {}) {
+  const node = el("text", { x, y, ...attrs }, parent);
+  node.textContent = content;
+  return node;
+}
+
 function fmt(v, digits = 4) {
   if (v === null || v === undefined) return "–";
   if (typeof v !== "number" || Number.isInteger(v)) return String(v);
   return Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(2) : v.toFixed(digits);
+}
+
+// a predicted class or label as plain text: a name as is, a multilabel list as "a, c"
+function plain(v) {
+  if (v === null || v === undefined) return "–";
+  if (Array.isArray(v)) return v.length ? v.map(plain).join(", ") : "—";
+  if (typeof v === "object") return JSON.stringify(v);
+  return String(v);
+}
+
+// "YYYY-MM-DD HH:MM[:SS]" in UTC
+function utc(t, seconds = false) {
+  return new Date(t).toISOString().slice(0, seconds ? 19 : 16).replace("T", " ");
+}
+
+function bucketRange(start, end) {
+  const a = utc(start);
+  const b = utc(end);
+  return `${a}–${b.slice(0, 10) === a.slice(0, 10) ? b.slice(11) : b} UTC`;
 }
 
 function bucketFor(windowSeconds) {
@@ -34,6 +118,8 @@ function bucketFor(windowSeconds) {
   if (windowSeconds <= 604800) return "2h";
   return "1d";
 }
+
+// ---- axes ------------------------------------------------------------------------------------
 
 function size(svg) {
   const box = svg.getBoundingClientRect();
@@ -44,34 +130,136 @@ function clear(svg) {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
 }
 
-function drawSeries(svg, buckets, key) {
+const widths = new Map(); // label -> px (every chart label has the same font)
+
+function textWidth(svg, s) {
+  if (!widths.has(s)) {
+    const probe = text(svg, -1000, -1000, s);
+    const width = probe.getComputedTextLength();
+    probe.remove();
+    if (!width) return s.length * 6; // not rendered (yet): an estimate, not cached
+    widths.set(s, width);
+  }
+  return widths.get(s);
+}
+
+// ticks of [lo, hi] at a 1-2-5 step, the range widened to whole steps
+function numberTicks(lo, hi, maxTicks) {
+  const raw = (hi - lo) / Math.max(maxTicks, 1);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw * (1 - 1e-9));
+  const digits = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+  const first = Math.floor(lo / step + 1e-9);
+  const last = Math.ceil(hi / step - 1e-9);
+  const values = [];
+  for (let i = first; i <= last; i += 1) values.push(Number((i * step).toFixed(digits)));
+  return { lo: first * step, hi: last * step, values, labels: values.map((v) => v.toFixed(digits)) };
+}
+
+function monthTicks(t0, t1, months) {
+  const d = new Date(t0);
+  let k = d.getUTCFullYear() * 12 + d.getUTCMonth();
+  if (Date.UTC(Math.floor(k / 12), k % 12, 1) < t0) k += 1;
+  k = Math.ceil(k / months) * months;
+  const out = [];
+  for (let t = Date.UTC(Math.floor(k / 12), k % 12, 1); t <= t1; t = Date.UTC(Math.floor(k / 12), k % 12, 1)) {
+    out.push(t);
+    k += months;
+  }
+  return out;
+}
+
+function stepTicks(t0, t1, step) {
+  const offset = step >= 7 * DAY ? 4 * DAY : 0; // weeks start on Monday (1970-01-01 was a Thursday)
+  const out = [];
+  for (let t = Math.ceil((t0 - offset) / step) * step + offset; t <= t1; t += step) out.push(t);
+  return out;
+}
+
+function timeLabel(t, step, months, span) {
+  const iso = new Date(t).toISOString();
+  if (months) return months >= 12 ? iso.slice(0, 4) : iso.slice(0, 7); // YYYY or YYYY-MM
+  if (step >= DAY) return iso.slice(5, 10); // MM-DD
+  // HH:MM; MM-DD at midnight when the axis spans well over a day (not the 24-hour window)
+  return span > 1.5 * DAY && iso.slice(11, 16) === "00:00" ? iso.slice(5, 10) : iso.slice(11, 16);
+}
+
+// time ticks of [t0, t1] (ms, UTC) at the smallest sensible step whose labels fit in `width` px
+function timeTicks(svg, t0, t1, width) {
+  const span = t1 - t0;
+  const candidates = [...TIME_STEPS.map((s) => [s, 0]), ...MONTH_STEPS.map((m) => [m * 30 * DAY, m])];
+  let best = null;
+  for (const [step, months] of candidates) {
+    if (span / step > 40) continue;
+    const ticks = months ? monthTicks(t0, t1, months) : stepTicks(t0, t1, step);
+    const labels = ticks.map((t) => timeLabel(t, step, months, span));
+    const longest = labels.reduce((a, b) => (b.length > a.length ? b : a), "");
+    const widest = longest ? textWidth(svg, longest) : 0;
+    best = { ticks, labels };
+    if (ticks.length * (widest + LABEL_GAP * 2) <= width) break;
+  }
+  return best || { ticks: [], labels: [] };
+}
+
+// x-axis labels centred on their ticks; a label that would overlap the previous one or leave
+// [0, right] is dropped (its grid line stays)
+function xLabels(svg, ticks, labels, sx, y, right) {
+  let end = -Infinity;
+  ticks.forEach((t, i) => {
+    const node = text(svg, sx(t), y, labels[i], { class: "tick-x", "text-anchor": "middle" });
+    const half = node.getComputedTextLength() / 2;
+    if (sx(t) - half < Math.max(0, end + LABEL_GAP) || sx(t) + half > right) node.remove();
+    else end = sx(t) + half;
+  });
+}
+
+function yAxis(svg, yt, sy, pad, w) {
+  yt.values.forEach((v, i) => {
+    el("line", { x1: pad.l, y1: sy(v), x2: w - pad.r, y2: sy(v), class: "grid" }, svg);
+    text(svg, pad.l - 5, sy(v) + 3.5, yt.labels[i], { class: "tick-y", "text-anchor": "end" });
+  });
+}
+
+// ---- charts ----------------------------------------------------------------------------------
+
+function drawSeries(svg, buckets, key, [from, to]) {
   clear(svg);
   const { w, h } = size(svg);
-  const pad = { l: 44, r: 10, t: 8, b: 20 };
-  const pts = buckets.filter((b) => b[key] !== null).map((b) => [Date.parse(b.start), b[key]]);
-  el("line", { x1: pad.l, y1: h - pad.b, x2: w - pad.r, y2: h - pad.b, class: "axis" }, svg);
-  el("line", { x1: pad.l, y1: pad.t, x2: pad.l, y2: h - pad.b, class: "axis" }, svg);
+  const pts = buckets.filter((b) => b[key] !== null)
+    .map((b) => ({ x: Date.parse(b.start), end: Date.parse(b.end), y: b[key], n: b.n_items }));
   if (pts.length === 0) {
-    el("text", { x: w / 2 - 30, y: h / 2 }, svg).textContent = "no data";
+    el("line", { x1: 8, y1: h - 22, x2: w - 8, y2: h - 22, class: "axis" }, svg);
+    text(svg, w / 2, h / 2, "no data", { "text-anchor": "middle", class: "empty" });
     return 0;
   }
-  const xs = pts.map((p) => p[0]);
-  const ys = pts.map((p) => p[1]);
-  let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  let [y0, y1] = [Math.min(0, ...ys), Math.max(...ys)];
-  if (key !== "loss_mean") y1 = Math.max(y1, 1);
-  if (x1 === x0) { x0 -= 1; x1 += 1; }
-  if (y1 === y0) y1 = y0 + 1;
+  const ys = pts.map((p) => p.y);
+  let lo = Math.min(0, ...ys);
+  let hi = Math.max(...ys);
+  if (key !== "loss_mean") hi = Math.max(hi, 1);
+  if (hi === lo) hi = lo + 1;
+  const pad = { l: 0, r: 14, t: 8, b: 22 };
+  const yt = numberTicks(lo, hi, Math.max(2, Math.floor((h - pad.t - pad.b) / 28)));
+  pad.l = Math.ceil(Math.max(...yt.labels.map((s) => textWidth(svg, s)))) + 10;
+  const x0 = Math.min(from, pts[0].x);
+  const x1 = Math.max(to, pts[pts.length - 1].x, x0 + MINUTE);
   const sx = (x) => pad.l + ((x - x0) / (x1 - x0)) * (w - pad.l - pad.r);
-  const sy = (y) => h - pad.b - ((y - y0) / (y1 - y0)) * (h - pad.t - pad.b);
-  el("text", { x: 2, y: pad.t + 8 }, svg).textContent = fmt(y1, 2);
-  el("text", { x: 2, y: h - pad.b }, svg).textContent = fmt(y0, 2);
-  el("text", { x: pad.l, y: h - 4 }, svg).textContent = new Date(x0).toISOString().slice(5, 16).replace("T", " ");
-  el("text", { x: w - pad.r - 70, y: h - 4 }, svg).textContent = new Date(x1).toISOString().slice(5, 16).replace("T", " ");
-  el("polyline", { class: "line", points: pts.map(([x, y]) => `${sx(x)},${sy(y)}`).join(" ") }, svg);
-  for (const [x, y] of pts) {
-    const c = el("circle", { class: "point", cx: sx(x), cy: sy(y), r: 3 }, svg);
-    el("title", {}, c).textContent = `${new Date(x).toISOString()}: ${fmt(y)}`;
+  const sy = (y) => h - pad.b - ((y - yt.lo) / (yt.hi - yt.lo)) * (h - pad.t - pad.b);
+
+  yAxis(svg, yt, sy, pad, w);
+  const unit = text(svg, w - 2, h - 6, "UTC", { class: "unit", "text-anchor": "end" });
+  const xt = timeTicks(svg, x0, x1, w - pad.l - pad.r - unit.getComputedTextLength());
+  for (const t of xt.ticks) {
+    el("line", { x1: sx(t), y1: pad.t, x2: sx(t), y2: h - pad.b, class: "grid" }, svg);
+    el("line", { x1: sx(t), y1: h - pad.b, x2: sx(t), y2: h - pad.b + 4, class: "axis" }, svg);
+  }
+  xLabels(svg, xt.ticks, xt.labels, sx, h - 6, w - 2 - unit.getComputedTextLength() - LABEL_GAP);
+  el("line", { x1: pad.l, y1: h - pad.b, x2: w - pad.r, y2: h - pad.b, class: "axis" }, svg);
+  el("line", { x1: pad.l, y1: pad.t, x2: pad.l, y2: h - pad.b, class: "axis" }, svg);
+
+  el("polyline", { class: "line", points: pts.map((p) => `${sx(p.x)},${sy(p.y)}`).join(" ") }, svg);
+  for (const p of pts) {
+    const c = el("circle", { class: "point", cx: sx(p.x), cy: sy(p.y), r: 3 }, svg);
+    el("title", {}, c).textContent = `${bucketRange(p.x, p.end)}\n${fmt(p.y)} (${p.n} items)`;
   }
   return pts.length;
 }
@@ -79,14 +267,19 @@ function drawSeries(svg, buckets, key) {
 function drawReliability(svg, bins) {
   clear(svg);
   const { w, h } = size(svg);
-  const pad = { l: 30, r: 10, t: 8, b: 20 };
+  const yt = numberTicks(0, 1, 5);
+  const pad = { l: Math.ceil(Math.max(...yt.labels.map((s) => textWidth(svg, s)))) + 10, r: 14, t: 8, b: 22 };
   const sx = (x) => pad.l + x * (w - pad.l - pad.r);
   const sy = (y) => h - pad.b - y * (h - pad.t - pad.b);
+  yAxis(svg, yt, sy, pad, w);
+  for (const v of yt.values) {
+    el("line", { x1: sx(v), y1: pad.t, x2: sx(v), y2: sy(0), class: "grid" }, svg);
+    el("line", { x1: sx(v), y1: sy(0), x2: sx(v), y2: sy(0) + 4, class: "axis" }, svg);
+  }
+  xLabels(svg, yt.values, yt.labels, sx, h - 6, w - 2);
   el("line", { x1: sx(0), y1: sy(0), x2: sx(1), y2: sy(0), class: "axis" }, svg);
   el("line", { x1: sx(0), y1: sy(0), x2: sx(0), y2: sy(1), class: "axis" }, svg);
   el("line", { x1: sx(0), y1: sy(0), x2: sx(1), y2: sy(1), class: "diag" }, svg);
-  el("text", { x: 2, y: sy(1) + 8 }, svg).textContent = "1";
-  el("text", { x: sx(1) - 24, y: h - 4 }, svg).textContent = "conf 1";
   let drawn = 0;
   for (const b of bins || []) {
     if (!b.count || b.accuracy === null) continue;
@@ -94,11 +287,13 @@ function drawReliability(svg, bins) {
       class: "bar", x: sx(b.lower) + 1, y: sy(b.accuracy),
       width: Math.max(sx(b.upper) - sx(b.lower) - 2, 1), height: sy(0) - sy(b.accuracy),
     }, svg);
-    el("title", {}, bar).textContent = `(${fmt(b.lower, 2)}, ${fmt(b.upper, 2)}]: ${b.count} items, accuracy ${fmt(b.accuracy)}, mean confidence ${fmt(b.mean_confidence)}`;
+    el("title", {}, bar).textContent = `confidence (${fmt(b.lower, 2)}, ${fmt(b.upper, 2)}]: ${b.count} items, accuracy ${fmt(b.accuracy)}, mean confidence ${fmt(b.mean_confidence)}`;
     drawn += 1;
   }
   return drawn;
 }
+
+// ---- page ------------------------------------------------------------------------------------
 
 function renderTotals(total) {
   const box = document.getElementById("totals");
@@ -127,29 +322,40 @@ function renderFlagged(items) {
   }
   for (const it of items) {
     const tr = body.insertRow();
-    const cells = [it.time.replace("T", " ").slice(0, 19), it.id ?? "", it.index, fmt(it.confidence),
-      fmt(it.loss), JSON.stringify(it.predicted), JSON.stringify(it.label), it.reasons.join(", ")];
+    const cells = [utc(Date.parse(it.time), true), it.id === undefined ? "" : plain(it.id), it.index,
+      fmt(it.confidence), fmt(it.loss), plain(it.predicted), plain(it.label), it.reasons.join(", ")];
     for (const c of cells) tr.insertCell().textContent = c;
   }
 }
 
+function renderStreams(streams) {
+  const label = (s) => (s.tasks && s.tasks.length ? `${s.stream} (${s.tasks.join(", ")})` : s.stream);
+  const now = [...streamSelect.options].map((o) => `${o.value}\n${o.text}`).join("\n");
+  if (streams.map((s) => `${s.stream}\n${label(s)}`).join("\n") !== now) {
+    streamSelect.replaceChildren(...streams.map((s) => new Option(label(s), s.stream)));
+  }
+}
+
 async function refresh() {
+  const mine = ++generation;
   const status = document.getElementById("status");
-  const select = document.getElementById("stream");
   try {
     const { streams } = await api("v1/streams");
-    const current = select.value || new URLSearchParams(location.search).get("stream");
-    select.replaceChildren(...streams.map((s) => new Option(s.stream, s.stream)));
+    if (mine !== generation) return;
+    renderStreams(streams);
     if (!streams.length) {
       status.textContent = "no streams recorded yet";
       return;
     }
-    select.value = streams.some((s) => s.stream === current) ? current : streams[0].stream;
-    const stream = encodeURIComponent(select.value);
-    const win = Number(document.getElementById("window").value);
+    chosenStream = pickStream(streams);
+    streamSelect.value = chosenStream;
+    if (notice) writeUrl(); // the URL asked for what is not there: it now says what is shown
+    const stream = encodeURIComponent(chosenStream);
+    const win = Number(windowSelect.value);
+    const now = Date.now();
     const params = new URLSearchParams();
     if (win > 0) {
-      params.set("since", new Date(Date.now() - win * 1000).toISOString());
+      params.set("since", new Date(now - win * 1000).toISOString());
       params.set("bucket", bucketFor(win));
     } else {
       params.set("bucket", "1d");
@@ -158,19 +364,29 @@ async function refresh() {
       api(`v1/streams/${stream}/summary?${params}`),
       api(`v1/streams/${stream}/flagged?limit=20`),
     ]);
+    if (mine !== generation) return;
+    const first = summary.buckets.length ? Date.parse(summary.buckets[0].start) : now - DAY;
+    const domain = [win > 0 ? now - win * 1000 : first, now];
     renderTotals(summary.total);
-    for (const key of SERIES) drawSeries(document.getElementById(`chart-${key}`), summary.buckets, key);
+    for (const key of SERIES) drawSeries(document.getElementById(`chart-${key}`), summary.buckets, key, domain);
     drawReliability(document.getElementById("reliability"), summary.total.reliability);
     document.getElementById("ece").textContent = fmt(summary.total.ece);
     renderFlagged(flagged.items);
-    status.textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+    status.textContent = `${notice ? `${notice}: showing the default · ` : ""}updated ${utc(now, true).slice(11)} UTC`;
     document.body.dataset.loaded = "true";
   } catch (err) {
-    status.textContent = `error: ${err.message}`;
+    if (mine === generation) status.textContent = `error: ${err.message}`;
   }
 }
 
-document.getElementById("stream").addEventListener("change", refresh);
-document.getElementById("window").addEventListener("change", refresh);
+function choose() {
+  chosenStream = streamSelect.value || null;
+  notice = "";
+  writeUrl();
+  refresh();
+}
+
+streamSelect.addEventListener("change", choose);
+windowSelect.addEventListener("change", choose);
 refresh();
 setInterval(refresh, REFRESH_MS);

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from service.store.sql import FlaggedRow, SqlStore, StoredBatch
+from service.store.sql import FlaggedRow, SqlStore, StoredBatch, StreamInfo
 from xentcore.summary import BatchSummary
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "StoredBatch",
+    "StreamInfo",
     "open_store",
     "store_url",
 ]
@@ -63,8 +64,8 @@ class Store(Protocol):
         """The batches of a stream in [since, until), oldest first."""
         ...
 
-    def stream_names(self) -> list[tuple[str, float, int]]:
-        """(stream, last-seen epoch seconds, batch count) of every stream."""
+    def stream_names(self) -> list[StreamInfo]:
+        """Every stream, by name: last-seen epoch seconds, batch count and sorted tasks."""
         ...
 
     def flagged(
@@ -150,7 +151,7 @@ class ReconnectingStore:
     ) -> list[StoredBatch]:
         return self.current().batches_in(stream, since, until)
 
-    def stream_names(self) -> list[tuple[str, float, int]]:
+    def stream_names(self) -> list[StreamInfo]:
         return self.current().stream_names()
 
     def flagged(self, stream: str, **kwargs: Any) -> tuple[list[dict[str, Any]], str | None]:

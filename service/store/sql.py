@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -24,7 +24,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from xentcore.summary import BatchSummary
 
-__all__ = ["SCHEMA_VERSION", "FlaggedRow", "SqlStore", "StoredBatch", "engine_for"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "FlaggedRow",
+    "SqlStore",
+    "StoredBatch",
+    "StreamInfo",
+    "engine_for",
+]
 
 log = logging.getLogger("xent.store")
 
@@ -120,6 +127,17 @@ class StoredBatch:
     time: float
     task: str
     summary: BatchSummary
+
+
+class StreamInfo(NamedTuple):
+    """A stream as listed by :meth:`SqlStore.stream_names`."""
+
+    stream: str
+    #: the time of its newest batch, epoch seconds
+    last_seen: float
+    n_batches: int
+    #: the distinct tasks of its batches, sorted (``binary``, ``multiclass``, ``sequences``...)
+    tasks: tuple[str, ...]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -309,15 +327,34 @@ class SqlStore:
             out.append(StoredBatch(float(row["time"]), str(row["task"]), s))
         return out
 
-    def stream_names(self) -> list[tuple[str, float, int]]:
-        """(stream, last-seen time, batch count) of every stream, by name."""
+    def stream_names(self) -> list[StreamInfo]:
+        """Every stream, by name: last-seen time, batch count and the tasks it holds.
+
+        One query grouped by stream and task; the groups of a stream are folded here.
+        """
         q = (
-            sa.select(batches.c.stream, sa.func.max(batches.c.time), sa.func.count())
-            .group_by(batches.c.stream)
-            .order_by(batches.c.stream)
+            sa.select(
+                batches.c.stream, batches.c.task, sa.func.max(batches.c.time), sa.func.count()
+            )
+            .group_by(batches.c.stream, batches.c.task)
+            .order_by(batches.c.stream, batches.c.task)
         )
         with self.engine.connect() as conn:
-            return [(str(s), float(t), int(n)) for s, t, n in conn.execute(q).all()]
+            rows = conn.execute(q).all()
+        out: list[StreamInfo] = []
+        for stream, task, seen, count in rows:
+            name, t, n = str(stream), float(seen), int(count)
+            if out and out[-1].stream == name:
+                prev = out[-1]
+                out[-1] = StreamInfo(
+                    name,
+                    max(prev.last_seen, t),
+                    prev.n_batches + n,
+                    tuple(sorted({*prev.tasks, str(task)})),
+                )
+            else:
+                out.append(StreamInfo(name, t, n, (str(task),)))
+        return out
 
     def flagged(
         self,

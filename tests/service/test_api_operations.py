@@ -48,7 +48,7 @@ def test_start_warns_without_the_compiled_kernels(
 
 
 def test_store_that_cannot_open_leaves_scoring_up(make_client: Any) -> None:
-    client = make_client(database_url="nosuchscheme://nowhere")
+    client = make_client(database_url="postgresql://nobody@127.0.0.1:1/none")  # nothing listens
     assert client.app.state.store.ping() is False  # kept, and retried on use
     assert client.get("/readyz").status_code == 503
     assert (

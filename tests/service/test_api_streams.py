@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import xentcore as xc
+from tests.support.postgres import pg_unavailable, private_schema
 
 
 def _batch(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +54,44 @@ def test_summary_is_exact_over_batches_and_streams(client: Any) -> None:
         ("a", 2, 47),
         ("b", 1, 5),
     ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_streams_list_their_tasks(make_client: Any, backend: str) -> None:
+    if backend == "postgresql":
+        reason = pg_unavailable()
+        if reason:
+            pytest.skip(reason)
+        with private_schema() as url:
+            _check_tasks(make_client(database_url=url))
+    else:
+        _check_tasks(make_client())
+
+
+def _check_tasks(client: Any) -> None:
+    z, y = _batch(7, 6)
+    _post(client, z, y, "mix")  # multiclass
+    binary = {"predictions": [0.2, 0.9], "labels": [0, 1], "stream": "mix"}
+    assert client.post("/v1/score", json=binary).json()["recorded"] is True
+    multilabel = {
+        "predictions": [[0.9, 0.2, 0.7], [0.1, 0.8, 0.4]],
+        "labels": [[1, 0, 1], [0, 1, 0]],
+        "task": "multilabel",
+        "stream": "tags",
+    }
+    assert client.post("/v1/score", json=multilabel).json()["recorded"] is True
+    seqs = {"sequences": [{"id": "s1", "token_logprobs": [-0.1, -2.0]}]}
+    for stream in ("mix", "chat"):
+        out = client.post("/v1/sequences/score", json={**seqs, "stream": stream})
+        assert out.status_code == 200 and out.json()["recorded"] is True, out.text
+    listing = client.get("/v1/streams").json()["streams"]
+    assert [(s["stream"], s["n_batches"], s["tasks"]) for s in listing] == [
+        ("chat", 1, ["sequences"]),
+        ("mix", 3, ["binary", "multiclass", "sequences"]),
+        ("tags", 1, ["multilabel"]),
+    ]
+    mix = listing[1]
+    assert mix["total"]["n_items"] == 6 + 2 + 1 and mix["last_seen"].endswith("Z")
 
 
 def test_windows(client: Any) -> None:

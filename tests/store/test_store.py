@@ -97,7 +97,29 @@ def test_idempotency_key_counts_a_retry_once(store: SqlStore) -> None:
         is True
     )  # keys are per stream
     assert len(store.batches_in("s")) == 1
-    assert {name for name, _, _ in store.stream_names()} == {"s", "t"}
+    assert {info.stream for info in store.stream_names()} == {"s", "t"}
+
+
+def test_stream_names_fold_tasks_per_stream(store: SqlStore) -> None:
+    r = xc.score(*_batch(4), input_type="logits")
+    batches = [
+        ("mixed", "multiclass", 100.0),
+        ("mixed", "sequences", 300.0),
+        ("mixed", "multiclass", 200.0),
+        ("mixed", "binary", 150.0),
+        ("chat", "sequences", 50.0),
+        ("tags", "multilabel", 400.0),
+    ]
+    for stream, task, t in batches:
+        assert store.record(stream=stream, task=task, summary=summarize(r), flagged=[], at=t)
+    assert store.stream_names() == [
+        ("chat", 50.0, 1, ("sequences",)),
+        ("mixed", 300.0, 4, ("binary", "multiclass", "sequences")),
+        ("tags", 400.0, 1, ("multilabel",)),
+    ]
+    mixed = store.stream_names()[1]
+    assert (mixed.stream, mixed.last_seen, mixed.n_batches) == ("mixed", 300.0, 4)
+    assert mixed.tasks == ("binary", "multiclass", "sequences")
 
 
 def test_flagged_items_newest_first_with_cursor(store: SqlStore) -> None:
