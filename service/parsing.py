@@ -100,11 +100,57 @@ def _sequence_counts(raw: dict[str, Any]) -> tuple[int, int]:
     return len(seqs), tokens
 
 
+def _rank_of(value: Any) -> tuple[int, ...] | None:
+    """The shape of JSON ``predictions`` that are neither N nor N x K, else None.
+
+    A number is shape ``()``; nested lists are measured along their first elements (as the
+    union's discriminator reads them); a ``TensorRef`` object by its declared ``shape``.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return ()
+    if isinstance(value, dict):
+        shape = value.get("shape")
+        if (
+            isinstance(shape, list)
+            and len(shape) not in (1, 2)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
+            return tuple(shape)
+        return None
+    dims: list[int] = []
+    while isinstance(value, list):
+        dims.append(len(value))
+        value = value[0] if value else None
+    return tuple(dims) if len(dims) > 2 else None
+
+
+def _explain_rank(raw: dict[str, Any], details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``predictions`` of another rank: pydantic's errors inside them (a "valid number" deep in
+    a 3-D list, a TensorRef ``shape`` too long) become xentcore's one clear message, at
+    ``predictions`` (a TensorRef: at its ``shape``, where the rank was declared)."""
+    value = raw.get("predictions")
+    shape = _rank_of(value)
+    if shape is None:
+        return details
+    loc = ("predictions", "shape") if isinstance(value, dict) else ("predictions",)
+    clear = error_item(loc, f"expected N or N x K, got shape {shape}", "value_error")
+    out: list[dict[str, Any]] = []
+    for item in details:
+        if item["loc"][1:2] != ["predictions"]:
+            out.append(item)
+        elif clear not in out:
+            out.append(clear)
+    return out
+
+
 def _validate(model: type[M], raw: dict[str, Any]) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise RequestInvalid(validation_details(exc)) from None
+        details = validation_details(exc)
+        if issubclass(model, BatchRequest):  # the error path only: valid bodies never pay
+            details = _explain_rank(raw, details)
+        raise RequestInvalid(details) from None
 
 
 def _batch_refs(raw: dict[str, Any], req: BaseModel) -> Iterator[tuple[TensorPath, TensorRef]]:

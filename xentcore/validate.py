@@ -260,12 +260,11 @@ def _vector(value: Any, field: str, n: int, what: str, *, nonneg: bool = True) -
 
 
 def _task_for(x: npt.NDArray[Any], task: str | None) -> Task:
+    if x.ndim not in (1, 2):  # whatever the task: never N or N x K
+        shape = tuple(int(d) for d in x.shape)
+        raise InputError(("predictions",), f"expected N or N x K, got shape {shape}")
     if task is None:
-        if x.ndim == 1:
-            return "binary"
-        if x.ndim == 2:
-            return "multiclass"
-        raise InputError(("predictions",), f"expected a 1-D (binary) or 2-D array, got {x.ndim}-D")
+        return "binary" if x.ndim == 1 else "multiclass"
     if task not in TASKS:
         raise InputError(("task",), f"{task!r} is not one of {', '.join(TASKS)}", kind="enum")
     return task
@@ -288,23 +287,88 @@ def _check_shape(x: FloatArray, task: Task) -> None:
         raise InputError(("predictions",), "multilabel needs K >= 1 classes, got K = 0")
 
 
-def _check_probabilities(x: FloatArray, field: str) -> None:
+# Hints: appended to an error message when the mistake behind it is recognisable. They are
+# computed on the error path only (valid input never pays for them) and fire only on evidence
+# that rounding cannot produce (_HINT_MARGIN) and a few stray values cannot either.
+
+#: How far outside a bound a value must be to count as evidence (rounding stays far below).
+_HINT_MARGIN = 0.01
+
+LOGITS_HINT = '; these look like logits: pass input_type="logits"'
+LOG_PROBABILITIES_HINT = '; these look like log-probabilities: pass input_type="log_probabilities"'
+PROBABILITIES_HINT = '; these look like probabilities: pass input_type="probabilities"'
+MULTILABEL_HINT = '; rows of independent probabilities? pass task="multilabel"'
+
+
+def _sums_to_one(row: FloatArray) -> bool:
+    return abs(float(row.sum(dtype=np.float64)) - 1.0) <= _HINT_MARGIN
+
+
+def _probabilities_hint(x: FloatArray, bad: Bool, flat: int, task: Task, tol: float) -> str:
+    """Why probabilities are outside [0, 1], when it is recognisable (else "").
+
+    Logits: values below -0.01 and above 1.01 both occur, at least a quarter of all values are
+    outside [0, 1] (a few stray values are not logits), and, for multiclass, the offending row
+    does not sum to 1 (a row such as [1.2, -0.2] is a damaged probability row, not logits).
+    Log-probabilities (multiclass): no value is positive and every row has logsumexp 0 within
+    ``tol``.
+    """
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -_HINT_MARGIN and hi > 1 + _HINT_MARGIN and 4 * np.count_nonzero(bad) >= x.size:
+        if task != "multiclass" or not _sums_to_one(x[np.unravel_index(flat, x.shape)[0]]):
+            return LOGITS_HINT
+    if task == "multiclass" and hi <= 0 and float(np.abs(row_logsumexp(x)).max()) <= tol:
+        return LOG_PROBABILITIES_HINT
+    return ""
+
+
+def _check_probabilities(x: FloatArray, field: str, task: Task, tol: float) -> None:
     lo, hi = float(x.min()), float(x.max())
     if lo < 0 or hi > 1:
         bad = (x < 0) | (x > 1)
         flat = _first(bad)
-        raise InputError(
-            _loc(field, flat, x.shape), f"probability {_fmt(x.ravel()[flat])} is outside [0, 1]"
-        )
+        value = x.ravel()[flat]
+        shown = _fmt(value)
+        if float(shown) in (0.0, 1.0):  # 1.0000001 would read "1": show every digit
+            shown = str(value)  # the shortest repr in the array's own precision
+        hint = _probabilities_hint(x, bad, flat, task, tol)
+        raise InputError(_loc(field, flat, x.shape), f"probability {shown} is outside [0, 1]{hint}")
 
 
-def _check_log_probabilities(x: FloatArray, field: str) -> None:
+def _log_probabilities_hint(x: FloatArray, task: Task, tol: float) -> str:
+    """Why log-probabilities are positive, when it is recognisable (else "").
+
+    Logits: values above 0.01 and below -0.01 both occur (rounding gives neither; probabilities
+    are never negative). Probabilities: every value is in [0, 1] and, for multiclass, every row
+    sums to 1 within ``tol``.
+    """
+    lo, hi = float(x.min()), float(x.max())
+    if hi > _HINT_MARGIN and lo < -_HINT_MARGIN:
+        return LOGITS_HINT
+    if lo >= 0 and hi <= 1:
+        if task != "multiclass" or float(np.abs(row_sums(x) - 1.0).max()) <= tol:
+            return PROBABILITIES_HINT
+    return ""
+
+
+def _check_log_probabilities(x: FloatArray, field: str, task: Task, tol: float) -> None:
     if float(x.max()) > 0:
         flat = _first(x > 0)
+        hint = _log_probabilities_hint(x, task, tol)
         raise InputError(
             _loc(field, flat, x.shape),
-            f"log-probability {_fmt(x.ravel()[flat])} is positive, expected <= 0",
+            f"log-probability {_fmt(x.ravel()[flat])} is positive, expected <= 0{hint}",
         )
+
+
+def _row_sum_hint(sums: F64, task_given: bool) -> str:
+    """Multiclass rows that look multilabel: ``task`` was not given and more than half of the
+    rows are off 1 by more than 0.01 (beyond rounding; one damaged row among good ones is not
+    multilabel). Every entry is in [0, 1] already."""
+    if task_given:
+        return ""
+    off = np.count_nonzero(np.abs(sums - 1.0) > _HINT_MARGIN)
+    return MULTILABEL_HINT if 2 * off > sums.shape[0] else ""
 
 
 def _normalise_rows(
@@ -314,11 +378,13 @@ def _normalise_rows(
     renormalize: bool,
     field: str,
     extremes: tuple[float, float],
+    task_given: bool = True,
 ) -> FloatArray:
     """Check (or with ``renormalize`` restore) multiclass rows: sum p = 1 or logsumexp = 0.
 
     ``extremes`` are the smallest and largest row sums: when both are within the tolerance the
-    rule holds and no per-row pass is needed.
+    rule holds and no per-row pass is needed. ``task_given``: whether the caller named the task
+    (when not, rows that look multilabel get a hint).
     """
     if input_type == "probabilities":
         if not renormalize and 1.0 - tol <= extremes[0] and extremes[1] <= 1.0 + tol:
@@ -333,7 +399,10 @@ def _normalise_rows(
         bad = np.abs(sums - 1.0) > tol
         if bad.any():
             i = _first(bad)
-            raise InputError((field, i), f"row sums to {_fmt(sums[i])}, expected 1 ± {_fmt(tol)}")
+            hint = _row_sum_hint(sums, task_given)
+            raise InputError(
+                (field, i), f"row sums to {_fmt(sums[i])}, expected 1 ± {_fmt(tol)}{hint}"
+            )
         return x
     lse = row_logsumexp(x)
     if renormalize:
@@ -346,17 +415,22 @@ def _normalise_rows(
 
 
 def _check_predictions(
-    x: FloatArray, task: Task, input_type: InputType, tol: float, renormalize: bool
+    x: FloatArray,
+    task: Task,
+    input_type: InputType,
+    tol: float,
+    renormalize: bool,
+    task_given: bool = True,
 ) -> FloatArray:
     _check_shape(x, task)
     extremes = _check_finite(x, "predictions")
     if input_type == "probabilities":
-        _check_probabilities(x, "predictions")
+        _check_probabilities(x, "predictions", task, tol)
     elif input_type == "log_probabilities":
-        _check_log_probabilities(x, "predictions")
+        _check_log_probabilities(x, "predictions", task, tol)
     if task == "multiclass" and input_type != "logits":
         assert extremes is not None
-        x = _normalise_rows(x, input_type, tol, renormalize, "predictions", extremes)
+        x = _normalise_rows(x, input_type, tol, renormalize, "predictions", extremes, task_given)
     elif renormalize and input_type != "logits":
         raise InputError(("renormalize",), "only multiclass probability rows can be renormalized")
     return x
@@ -630,6 +704,7 @@ def check_batch(
         input_type,
         tol,
         bool(renormalize),
+        task_given=task is not None,
     )
     n = x.shape[0]
     k = 2 if the_task == "binary" else x.shape[1]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import orjson
 import pytest
 
 import service.batch
+import xentcore as xc
 from service.errors import MAX_ERRORS
+from xentcore.validate import LOGITS_HINT, MULTILABEL_HINT
 
 P3 = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]]
 
@@ -128,7 +132,7 @@ def test_invalid_option(client: Any, field: str, value: str, loc: list[Any]) -> 
         ("[[1.0], [1.0]]", "null", ["predictions"], "K >= 2"),
         ("[0.5, 1.5]", "null", ["predictions", 1], "outside [0, 1]"),
         ('"abc"', "null", ["predictions"], "valid list"),
-        ("[[[0.5]]]", "null", ["predictions", 0, 0], "valid number"),
+        ("[[[0.5]]]", "null", ["predictions"], "expected N or N x K, got shape (1, 1, 1)"),
     ],
 )
 def test_invalid_batch(
@@ -219,3 +223,134 @@ def test_unknown_route_and_method(client: Any) -> None:
     response = client.get("/v1/score")
     assert response.status_code == 405
     assert response.json() == {"detail": "Method Not Allowed"}
+
+
+# --- predictions of another rank, and hints: the same message as xentcore's -----------------
+
+
+def core_message(predictions: Any, **options: Any) -> tuple[list[Any], str]:
+    """xentcore's location (with "body" in front) and message for the same input."""
+    with pytest.raises(xc.InputError) as info:
+        xc.score(predictions, **options)
+    return ["body", *info.value.location], info.value.reason
+
+
+def tensor_detail(client: Any, header: dict[str, Any], data: bytes) -> list[dict[str, Any]]:
+    text = orjson.dumps(header)
+    response = client.post(
+        "/v1/score",
+        content=text + data,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(len(text)),
+        },
+    )
+    assert response.status_code == 422, response.text
+    return list(response.json()["detail"])
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4), (1, 1, 1), (2, 1, 2, 2)])
+def test_predictions_of_rank_3_or_more(client: Any, shape: tuple[int, ...]) -> None:
+    x = np.full(shape, 0.5)
+    clear = {
+        "loc": ["body", "predictions"],
+        "msg": f"expected N or N x K, got shape {shape}",
+        "type": "value_error",
+    }
+    assert core_message(x) == (clear["loc"], clear["msg"])
+    # JSON: pydantic's "valid number" deep inside becomes the clear message
+    assert detail(client, orjson.dumps({"predictions": x.tolist()})) == [clear]
+    # a binary tensor of that shape (the schema allows 1 or 2 dimensions): at its shape
+    ref = {"datatype": "FP64", "shape": list(shape), "binary_data_size": x.nbytes}
+    at_shape = {**clear, "loc": ["body", "predictions", "shape"]}
+    assert tensor_detail(client, {"predictions": ref}, x.tobytes()) == [at_shape]
+
+
+def test_predictions_of_rank_0(client: Any) -> None:
+    clear = {
+        "loc": ["body", "predictions"],
+        "msg": "expected N or N x K, got shape ()",
+        "type": "value_error",
+    }
+    assert core_message(0.5) == (clear["loc"], clear["msg"])
+    assert detail(client, '{"predictions": 0.5}') == [clear]
+    ref = {"datatype": "FP64", "shape": [], "binary_data_size": 8}
+    at_shape = {**clear, "loc": ["body", "predictions", "shape"]}
+    assert tensor_detail(client, {"predictions": ref}, bytes(8)) == [at_shape]
+
+
+def test_rank_message_keeps_the_other_errors(client: Any) -> None:
+    got = detail(client, '{"predictions": [[[0.5, 0.5]]], "task": "regression", "x": 1}')
+    assert [item["loc"] for item in got] == [
+        ["body", "predictions"],
+        ["body", "task"],
+        ["body", "x"],
+    ]
+    assert got[0]["msg"] == "expected N or N x K, got shape (1, 1, 2)"
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "msg"),
+    [
+        ('{"predictions": "abc"}', ["predictions"], "Input should be a valid list"),
+        (
+            '{"predictions": [[0.5, [0.5]]]}',
+            ["predictions", 0, 1],
+            "Input should be a valid number",
+        ),
+        (
+            '{"predictions": {"datatype": "FP64", "shape": [2, "x"], "binary_data_size": 32}}',
+            ["predictions", "shape", 1],
+            "Input should be a valid integer",
+        ),
+    ],
+)
+def test_other_structure_errors_stay_as_they_were(
+    client: Any, body: str, loc: list[Any], msg: str
+) -> None:
+    got = detail(client, body)
+    assert got[0]["loc"] == ["body", *loc]
+    assert got[0]["msg"] == msg
+
+
+def test_wrong_rank_through_every_route(client: Any) -> None:
+    body = '{"predictions": [[[0.5, 0.5]]], "labels": [0]}'
+    for path in ("/v1/score", "/v1/loss", "/v1/confidence", "/v1/flag", "/v1/calibration"):
+        got = detail(client, body, path)
+        assert got[0]["msg"] == "expected N or N x K, got shape (1, 1, 2)", path
+
+
+LOGITS = [[2.1, -0.7, 0.3], [-1.2, 0.4, 3.3], [0.5, 1.9, -2.4]]
+
+
+@pytest.mark.parametrize(
+    ("fields", "hint"),
+    [
+        ({"predictions": LOGITS}, LOGITS_HINT),
+        ({"predictions": [row[0] for row in LOGITS] + [-0.3]}, LOGITS_HINT),
+        ({"predictions": LOGITS, "input_type": "log_probabilities"}, LOGITS_HINT),
+        ({"predictions": [[0.9, 0.8, 0.1], [0.3, 0.2, 0.9]]}, MULTILABEL_HINT),
+    ],
+)
+def test_hints_over_http(client: Any, fields: dict[str, Any], hint: str) -> None:
+    got = detail(client, orjson.dumps(fields))
+    loc, msg = core_message(**fields)
+    assert got == [{"loc": loc, "msg": msg, "type": "value_error"}]
+    assert msg.endswith(hint)
+    # the same through binary tensors
+    x = np.asarray(fields["predictions"], dtype=np.float64)
+    ref = {"datatype": "FP64", "shape": list(x.shape), "binary_data_size": x.nbytes}
+    assert tensor_detail(client, {**fields, "predictions": ref}, x.tobytes()) == got
+
+
+def test_no_hint_over_http_for_rounding(client: Any) -> None:
+    got = detail(client, '{"predictions": [0.2, 1.0000001, -1e-9]}')
+    assert got == [
+        {
+            "loc": ["body", "predictions", 1],
+            "msg": "probability 1.0000001 is outside [0, 1]",
+            "type": "value_error",
+        }
+    ]
+    got = detail(client, '{"predictions": [[0.5, 0.5], [0.47, 0.4]], "task": "multiclass"}')
+    assert got[0]["msg"] == "row sums to 0.87, expected 1 ± 0.0001"

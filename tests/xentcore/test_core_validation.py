@@ -15,6 +15,12 @@ import pytest
 
 import xentcore as xc
 from xentcore.errors import format_location
+from xentcore.validate import (
+    LOG_PROBABILITIES_HINT,
+    LOGITS_HINT,
+    MULTILABEL_HINT,
+    PROBABILITIES_HINT,
+)
 
 P2 = [[0.5, 0.5], [0.2, 0.8], [0.9, 0.1]]  # three valid multiclass rows, K = 2
 P3 = [[0.2, 0.3, 0.5], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2]]  # K = 3
@@ -96,7 +102,7 @@ CASES: dict[str, Case] = {
     "three_d": Case(
         score(np.zeros((2, 2, 2))),
         ("predictions",),
-        "expected a 1-D (binary) or 2-D array, got 3-D",
+        "expected N or N x K, got shape (2, 2, 2)",
     ),
     "k_equals_1": Case(
         score([[1.0], [1.0]]), ("predictions",), "multiclass needs K >= 2 classes, got K = 1"
@@ -600,3 +606,138 @@ def test_input_error_for_non_numeric_n_bins(bad: Any) -> None:
     with pytest.raises(xc.InputError) as info:
         xc.calibration(PB, [0, 1, 1], n_bins=bad)
     assert info.value.location == ("n_bins",)
+
+
+# --- hints: appended to the message when the mistake is recognisable ------------------------
+
+LOGITS = np.array([[2.1, -0.7, 0.3], [-1.2, 0.4, 3.3], [0.5, 1.9, -2.4], [-0.1, -1.5, 2.2]])
+
+
+def reason(*args: Any, **kwargs: Any) -> str:
+    with pytest.raises(xc.InputError) as info:
+        xc.score(*args, **kwargs)
+    return info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        # logits given as probabilities: multiclass, binary, multilabel, float32
+        (score(LOGITS), "probability 2.1 is outside [0, 1]" + LOGITS_HINT),
+        (score(LOGITS[:, 0]), "probability 2.1 is outside [0, 1]" + LOGITS_HINT),
+        (score(LOGITS, task="multilabel"), "probability 2.1 is outside [0, 1]" + LOGITS_HINT),
+        (score(LOGITS.astype(np.float32)), "is outside [0, 1]" + LOGITS_HINT),
+        # logits given as log-probabilities
+        (
+            score(LOGITS, input_type="log_probabilities"),
+            "log-probability 2.1 is positive, expected <= 0" + LOGITS_HINT,
+        ),
+        (
+            score(LOGITS[:, 0], input_type="log_probabilities"),
+            "is positive, expected <= 0" + LOGITS_HINT,
+        ),
+        # log-probabilities given as probabilities (multiclass rows with logsumexp 0)
+        (
+            score(np.log([[0.2, 0.8], [0.5, 0.5]])),
+            "probability -1.60944 is outside [0, 1]" + LOG_PROBABILITIES_HINT,
+        ),
+        # probabilities given as log-probabilities
+        (
+            score([[0.2, 0.8], [0.5, 0.5]], input_type="log_probabilities"),
+            "log-probability 0.2 is positive, expected <= 0" + PROBABILITIES_HINT,
+        ),
+        (
+            score(PB, input_type="log_probabilities"),
+            "is positive, expected <= 0" + PROBABILITIES_HINT,
+        ),
+        # independent probabilities without task
+        (
+            score([[0.9, 0.8, 0.1], [0.3, 0.2, 0.9], [0.5, 0.5, 0.0]]),
+            "row sums to 1.8, expected 1 ± 0.0001" + MULTILABEL_HINT,
+        ),
+        (score([[0.5, 0.3]]), "row sums to 0.8, expected 1 ± 0.0001" + MULTILABEL_HINT),
+    ],
+)
+def test_hint(call: Callable[[], object], expected: str) -> None:
+    with pytest.raises(xc.InputError) as info:
+        call()
+    assert info.value.reason.endswith(expected), info.value.reason
+    assert info.value.reason.count(";") == 1  # one hint, after the unchanged message
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        # rounding: one value just above 1 (shown with every digit), or just below 0
+        score([0.2, 1.0000001, 0.7]),
+        score([[0.5, 0.5], [1.0000001, 0.0]]),
+        score(np.array([-1e-7, 1.0000001, 0.5, 0.3]), task="binary"),
+        score([[-1e-7, 1.0000001]]),
+        # a damaged probability row still sums to 1: not logits
+        score([[0.2, 0.8], [1.2, -0.2]]),
+        # a few stray values among many probabilities: not logits
+        score(np.r_[np.full(100, 0.5), -3.0, 4.0]),
+        # only one side out of range (percentages, or all-negative binary scores)
+        score([[30.0, 50.0, 20.0]]),
+        score([-0.5, -2.0, -0.1]),
+        # log-probability rows that do not sum to 1 in probability: no log-probability hint
+        score([[-0.1, -0.2], [-0.5, -0.5]]),
+        # log-probabilities: rounding just above 0; a value in [0, 1] with negatives
+        score([[-1e-9, 1e-9]], input_type="log_probabilities"),
+        score([[-0.1, 0.005]], input_type="log_probabilities"),
+        # probabilities given as log-probs, but multiclass rows that do not sum to 1
+        score([[0.2, 0.3]], input_type="log_probabilities"),
+        # one damaged row among good ones; float16-style rounding; an explicit task
+        score([[0.5, 0.5], [0.47, 0.4]]),
+        score([[0.5, 0.501], [0.4, 0.601], [0.3, 0.701]]),
+        score([[0.9, 0.8, 0.1], [0.3, 0.2, 0.9]], task="multiclass"),
+        # renormalize, logits: never a hint
+        score([[0.5, 0.5], [0.0, 0.0]], renormalize=True),
+    ],
+)
+def test_no_hint(call: Callable[[], object]) -> None:
+    with pytest.raises(xc.InputError) as info:
+        call()
+    assert ";" not in info.value.reason, info.value.reason
+    assert "look like" not in info.value.reason and "multilabel" not in info.value.reason
+
+
+def test_rounding_above_one_shows_every_digit() -> None:
+    """A probability of 1.0000001 is not shown as "1" (which would read as inside [0, 1])."""
+    assert reason([0.2, 1.0000001]) == "probability 1.0000001 is outside [0, 1]"
+    f32 = np.array([0.2, 1.0000001], dtype=np.float32)
+    assert reason(f32) == "probability 1.0000001 is outside [0, 1]"
+    assert reason([0.2, 1.5]) == "probability 1.5 is outside [0, 1]"
+
+
+def test_hints_over_many_rows() -> None:
+    """Multilabel rows: the hint fires though some rows happen to sum to 1; one bad row among
+    good multiclass rows gets none; logits of a confident binary model (mostly negative)."""
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=(1000, 5))
+    p[::10] = [0.6, 0.4, 0.0, 0.0, 0.0]  # a tenth of the rows sum to 1
+    assert reason(p).endswith(MULTILABEL_HINT)
+    q = np.full((1000, 4), 0.25)
+    q[500] = [0.5, 0.5, 0.5, 0.5]
+    assert reason(q) == "row sums to 2, expected 1 ± 0.0001"
+    z = np.r_[rng.normal(-6, 1, 990), rng.normal(3, 1, 10)]
+    assert reason(z).endswith(LOGITS_HINT)
+
+
+@pytest.mark.parametrize(
+    ("value", "task", "shape"),
+    [
+        (np.zeros((2, 3, 4)), None, "(2, 3, 4)"),
+        (np.zeros((2, 3, 4)), "binary", "(2, 3, 4)"),
+        (np.zeros((2, 3, 4)), "multiclass", "(2, 3, 4)"),
+        (np.zeros((2, 3, 4, 1)), "multilabel", "(2, 3, 4, 1)"),
+        ([[[0.5, 0.5]]], None, "(1, 1, 2)"),
+        (0.5, None, "()"),
+        (np.float32(0.5), "binary", "()"),
+    ],
+)
+def test_predictions_of_another_rank(value: Any, task: str | None, shape: str) -> None:
+    with pytest.raises(xc.InputError) as info:
+        xc.score(value, task=task)
+    assert info.value.location == ("predictions",)
+    assert str(info.value) == f"predictions: expected N or N x K, got shape {shape}"
