@@ -1,9 +1,23 @@
 """Python client of the service: ``Client`` (blocking) and ``AsyncClient``, over httpx.
 
-Arrays may be numpy arrays or lists. Large numeric numpy arrays (``binary_threshold`` elements
-or more) are sent as binary tensors (see the README): no JSON text is made for them and the
-server reads them without parsing. Results come back as the typed response models of
-``service.schemas``; an error answer raises :class:`XentError` with the status and ``detail``.
+Arrays may be numpy arrays, lists, or anything with ``__array__`` (pandas ``DataFrame``,
+``Series`` and ``Index``, ...): those are converted with ``np.asarray`` (so a DataFrame sends
+exactly what ``df.to_numpy()`` sends; a pandas index is ignored, rows go in order). Strings
+are sent as strings; a missing value (NaN, ``None``, ``pd.NA``) is sent as JSON ``null``, which
+the server rejects with its usual 422 naming the index. Large numeric numpy arrays
+(``binary_threshold`` elements or more) are sent as binary tensors (see the README): no JSON text
+is made for them and the server reads them without parsing. Results come back as the typed
+response models of ``service.schemas``; an error answer raises :class:`XentError` with the status
+and ``detail``.
+
+``class_names`` whose entries are not all strings (such as a scikit-learn model's
+``classes_`` of integers) are sent as ``[str(c) for c in class_names]``; 1-D ``labels`` of
+integers or booleans, or of floats that are all whole numbers, are then sent as names too,
+matched by value: a label equal to class ``c`` is sent as ``str(c)``, one equal to no class as
+``str(label)`` (the server's 422 names its index). Integer labels would otherwise be read as
+class *indices* in [0, K). String labels, 2-D targets and soft (fractional) binary targets are
+sent as they are. So ``score(model.predict_proba(X), y, class_names=model.classes_)`` scores
+``y`` by value, whatever the classes are.
 
 >>> from service.client import Client
 >>> with Client("http://127.0.0.1:8000", api_key="...") as xent:  # doctest: +SKIP
@@ -59,14 +73,104 @@ def _describe(detail: Any) -> str:
     return str(detail)
 
 
+def _numpy(value: Any) -> Any:
+    """Anything with ``__array__`` (pandas DataFrame / Series / Index, ...) as a numpy array
+    (a 0-d one as its Python scalar); numpy arrays, numpy scalars and other values as they are."""
+    if isinstance(value, np.ndarray | np.generic | str | bytes | Mapping) or not hasattr(
+        value, "__array__"
+    ):
+        return value
+    arr = np.asarray(value)
+    return arr.item() if arr.ndim == 0 else arr
+
+
+def _is_missing(value: Any) -> bool:
+    """NaN, ``pd.NA``, ``pd.NaT`` (without importing pandas: NA's comparison is not a bool)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):
+        return True
+
+
+def _default(value: Any) -> Any:
+    """orjson's fallback: arrays it cannot take (a Series inside a list, a non-contiguous view)
+    as lists, missing values (``pd.NA``) as null; anything else is not JSON."""
+    if hasattr(value, "__array__"):
+        return np.asarray(value).tolist()
+    if _is_missing(value):
+        return None
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _labels_as_names(labels: Any, classes: Sequence[Any], names: list[str | None]) -> Any:
+    """1-D non-string labels as the names of the classes they equal (see the module doc)."""
+    try:
+        arr = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
+        if arr.dtype.kind in "US" and not isinstance(labels, np.ndarray):
+            arr = np.asarray(labels, dtype=object)  # [5, "7"]: numpy made "5" of the 5
+    except (TypeError, ValueError):  # ragged: the server says where
+        return labels
+    kind = arr.dtype.kind
+    if arr.ndim != 1 or kind not in "biufO":
+        return labels  # strings, 2-D targets
+    if kind == "f" and not bool(np.all(np.isfinite(arr) & (arr == np.round(arr)))):
+        return labels  # soft binary targets (or NaN: null, the server's 422)
+    lookup: dict[Any, str | None] = {}
+    for c, name in zip(classes, names, strict=True):
+        try:
+            lookup.setdefault(c, name)
+        except TypeError:  # an unhashable class matches nothing
+            pass
+
+    def name_of(v: Any) -> str | None:
+        if isinstance(v, str):
+            return v
+        if _is_missing(v):
+            return None
+        try:
+            return lookup[v]
+        except (KeyError, TypeError):  # no class equals v: the server's 422 names the index
+            return str(v)
+
+    if kind == "O":
+        return [name_of(v) for v in arr.tolist()]
+    uniq, inverse = np.unique(arr, return_inverse=True)  # a few classes: one lookup each
+    mapped = np.array([name_of(v) for v in uniq.tolist()], dtype=object)
+    return mapped[inverse.ravel()].tolist()
+
+
+def _prepare(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The request fields with array-likes as numpy and non-string ``class_names`` (and the
+    labels that refer to them) as names."""
+    out = {name: _numpy(value) for name, value in fields.items() if value is not None}
+    classes = out.get("class_names")
+    if isinstance(classes, np.ndarray) and classes.ndim != 1:
+        return out  # not a list of names: the server's 422
+    if (
+        isinstance(classes, np.ndarray | Sequence)
+        and not isinstance(classes, str | bytes)
+        and not all(isinstance(c, str) for c in classes)
+    ):
+        names = [None if _is_missing(c) else str(c) for c in classes]
+        out["class_names"] = names
+        if "labels" in out:
+            out["labels"] = _labels_as_names(out["labels"], list(classes), names)
+    return out
+
+
 def _jsonable(value: Any) -> Any:
-    """numpy arrays in a form orjson serializes (C-contiguous, no float16 / object dtype)."""
+    """numpy arrays in a form orjson serializes (C-contiguous, native byte order, no float16 /
+    object dtype)."""
     if not isinstance(value, np.ndarray):
         return value
     if value.dtype.kind in "OUS":
         return value.tolist()
     if value.dtype == np.float16:
         value = value.astype(np.float32)
+    elif not value.dtype.isnative:  # big-endian data: the same values
+        value = value.astype(value.dtype.newbyteorder("="))
     return np.ascontiguousarray(value)
 
 
@@ -103,7 +207,7 @@ def encode_parts(
     Arrays of ``binary_threshold`` elements or more are sent as raw little-endian tensors after
     the JSON, as views of the arrays themselves (no copy), in pieces of at most 1 MiB.
     """
-    body = {name: _jsonable(value) for name, value in fields.items() if value is not None}
+    body = {name: _jsonable(value) for name, value in _prepare(fields).items()}
     chunks: list[memoryview] = []
     if binary_threshold is not None:
         for name in _TENSOR_FIELDS:
@@ -113,7 +217,7 @@ def encode_parts(
                 if made is not None:
                     body[name], data = made
                     chunks.append(data)
-    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY, default=_default)
     if not chunks:
         return [header], {"Content-Type": "application/json"}
     parts: list[bytes | memoryview] = [header]
@@ -127,9 +231,13 @@ def encode_parts(
 
 
 def _sequences(sequences: Sequence[Any]) -> list[Any]:
-    """Arrays or lists of log-probs become ``{"token_logprobs": ...}``; dicts pass through."""
+    """Arrays or lists of log-probs become ``{"token_logprobs": ...}``; dicts pass through
+    (their array-like values, such as a Series of log-probs, as numpy)."""
     return [
-        seq if isinstance(seq, Mapping) else {"token_logprobs": _jsonable(seq)} for seq in sequences
+        {key: _jsonable(_numpy(value)) for key, value in seq.items()}
+        if isinstance(seq, Mapping)
+        else {"token_logprobs": _jsonable(_numpy(seq))}
+        for seq in sequences
     ]
 
 
