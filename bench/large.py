@@ -13,7 +13,7 @@ Run by hand from the repository root (about a minute):
 2. Peak RSS of the server process (``VmHWM`` of ``/proc/<pid>/status``) before and after one
    request, against the tensor's size: "no more than one copy" means the growth stays near one
    tensor (the received body) plus the scoring's small chunked work space.
-3. ``xent score`` (``service.offline``) on an ``.npy`` of the same array: in chunks of 64 rows
+3. ``xent score`` (``xentcore.files``) on an ``.npy`` of the same array: in chunks of 64 rows
    against the whole file in one chunk, and ``xentcore.score`` on the array in memory.
 
 Prints a Markdown table. Nothing here is asserted: the numbers depend on the machine.
@@ -34,8 +34,8 @@ import numpy as np
 
 import xentcore as xc
 from service.client import Client
-from service.offline import open_rows, score_file
 from tests.support.server import xent_serve
+from xentcore.files import open_rows, score_file
 
 N, V = 1_000, 32_000
 MiB = 1024 * 1024
@@ -111,7 +111,7 @@ def main() -> None:
         def offline(chunk_rows: int) -> None:
             x, y = open_rows(str(path)), open_rows(str(Path(tmp) / "labels.npy"))
             try:
-                score_file(x, y, chunk_rows=chunk_rows, input_type="logits")
+                score_file(x, y, chunk_rows=chunk_rows, options={"input_type": "logits"})
             finally:
                 x.close()
                 y.close()

@@ -17,12 +17,12 @@ from fastapi.middleware.cors import CORSMiddleware
 import xentcore
 from service import deps
 from service.api import calibration, dashboard, docs, health, scoring, sequences, streams
-from service.auth import ApiKeyMiddleware
-from service.batch import in_thread
-from service.context import RequestContextMiddleware
 from service.errors import install_error_handlers
-from service.limits import LimitsMiddleware
+from service.http import in_thread
 from service.metrics import Metrics
+from service.middleware.auth import ApiKeyMiddleware
+from service.middleware.context import RequestContextMiddleware
+from service.middleware.limits import LimitsMiddleware
 from service.openapi import install_openapi
 from service.schemas import (
     BatchRequest,

@@ -1,5 +1,5 @@
 """The ``xent`` command. ``xent serve`` runs the service under uvicorn; ``xent score`` scores
-``.npy`` / ``.npz`` files offline, in row chunks (``service.offline``).
+``.npy`` / ``.npz`` files offline, in row chunks (``xentcore.files``).
 
 Flags override the ``XENT_*`` environment; they are written back to the environment before
 uvicorn starts, because with ``--workers`` > 1 every worker process imports ``service.app:app``
@@ -27,18 +27,18 @@ from pydantic import ValidationError
 from uvicorn.config import LOGGING_CONFIG
 
 import xentcore
-from service.offline import (
+from service.progress import ProgressBar
+from service.settings import LogLevel, Settings, get_settings
+from xentcore import InputError
+from xentcore.files import (
     MAX_JSON_INDICES,
     FileError,
     OfflineResult,
-    ProgressBar,
     RowSource,
     open_rows,
     score_file,
     write_indices,
 )
-from service.settings import LogLevel, Settings, get_settings
-from xentcore import InputError
 from xentcore.types import CONFIDENCE_METHODS, INPUT_TYPES, TASKS
 
 __all__ = [
@@ -129,9 +129,10 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _http_protocol() -> Any:
-    """The bounded httptools protocol (service.protocol), or uvicorn's choice without httptools."""
+    """The bounded httptools protocol (service.middleware.protocol), or uvicorn's choice without
+    httptools."""
     try:
-        from service.protocol import GuardedHttpToolsProtocol
+        from service.middleware.protocol import GuardedHttpToolsProtocol
     except ImportError:  # httptools missing (it is a dependency; a stripped install may lack it)
         return "auto"
     return GuardedHttpToolsProtocol
@@ -162,14 +163,25 @@ def _summary(result: OfflineResult, source: RowSource) -> str:
     return "\n".join(lines)
 
 
-def score_files(args: argparse.Namespace) -> int:
-    """``xent score``: score a file in chunks; print the summary or the JSON; 2 on bad input."""
-    opened: list[RowSource] = []
+def _score_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``xentcore.score`` options of ``xent score``'s flags."""
     flag: dict[str, Any] = {"min_confidence": args.flag_min_confidence}
     if args.flag_max_loss is not None:
         flag["max_loss"] = args.flag_max_loss
     if args.flag_misclassified:
         flag["misclassified"] = True
+    return {
+        "task": args.task,
+        "input_type": args.input_type,
+        "confidence": args.confidence,
+        "ignore_index": args.ignore_index,
+        "flag": flag,
+    }
+
+
+def score_files(args: argparse.Namespace) -> int:
+    """``xent score``: score a file in chunks; print the summary or the JSON; 2 on bad input."""
+    opened: list[RowSource] = []
     try:
         if args.flagged_out is not None and not args.flagged_out.parent.is_dir():
             raise FileError(f"{args.flagged_out}: cannot write: its directory does not exist")
@@ -184,14 +196,10 @@ def score_files(args: argparse.Namespace) -> int:
         result = score_file(
             predictions,
             labels,
+            options=_score_options(args),
             chunk_rows=args.chunk_rows,
             per_item=args.per_item,
             progress=bar.update if bar is not None else None,
-            task=args.task,
-            input_type=args.input_type,
-            confidence=args.confidence,
-            ignore_index=args.ignore_index,
-            flag=flag,
         )
         if bar is not None:
             bar.close(predictions.n_rows)

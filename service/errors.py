@@ -125,7 +125,8 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers above (unexpected errors are answered by ``service.context``)."""
+    """Register the handlers above (unexpected errors are answered by
+    ``service.middleware.context``)."""
     app.add_exception_handler(InputError, _on_input_error)
     app.add_exception_handler(RequestInvalid, _on_request_invalid)
     app.add_exception_handler(RequestValidationError, _on_fastapi_validation)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from service.errors import RequestInvalid, error_item, validation_details
-from service.schemas import BatchRequest, SequencesRequest, TensorRef
+from service.schemas import TENSOR_DTYPES, BatchRequest, SequencesRequest, TensorRef
 from service.settings import Settings
 
 __all__ = ["BATCH_ARRAYS", "Parsed", "TensorPath", "parse_batch", "parse_body", "parse_sequences"]
@@ -36,7 +36,6 @@ TensorPath = tuple[str | int, ...]
 
 #: Batch fields that may be sent as binary tensors, as the README's "Binary tensors" lists them.
 BATCH_ARRAYS = ("predictions", "labels", "sample_weights", "class_weights")
-_DTYPES = {"FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8"}
 
 
 @dataclass(frozen=True)
@@ -181,7 +180,7 @@ def _read_tensors(
     """Check every declared tensor (sizes, shapes, limits), then view the bytes as arrays."""
     for path, ref in refs:
         count = math.prod(ref.shape)
-        itemsize = np.dtype(_DTYPES[ref.datatype]).itemsize
+        itemsize = np.dtype(TENSOR_DTYPES[ref.datatype]).itemsize
         if ref.binary_data_size != count * itemsize:
             raise RequestInvalid(
                 [
@@ -213,7 +212,7 @@ def _read_tensors(
     offset = 0
     for path, ref in refs:
         arr = np.frombuffer(
-            data, dtype=_DTYPES[ref.datatype], count=math.prod(ref.shape), offset=offset
+            data, dtype=TENSOR_DTYPES[ref.datatype], count=math.prod(ref.shape), offset=offset
         ).reshape(ref.shape)
         offset += ref.binary_data_size
         # An unaligned view is legal but slow for every kernel: realign once.

@@ -6,6 +6,10 @@ where p_t = p y' + (1 - p)(1 - y') and alpha_t = alpha y' + (1 - alpha)(1 - y') 
 ``sigmoid_focal_loss``). Logits go through log-sigmoid, log p = -softplus(-z) and
 log(1 - p) = -softplus(z) (``np.logaddexp(0, .)``), never exp then log, so |z| = 1e300 is finite.
 Probabilities are clipped to [eps, 1 - eps] on each side before the log, as scikit-learn does.
+
+A multilabel item is a row of K entries: its loss is the mean of its entries' losses and its
+confidence the least confident entry's. ``sweep`` reads its options from one checked
+:class:`~xentcore.types.ScoreOptions`.
 """
 
 from __future__ import annotations
@@ -16,12 +20,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xentcore.types import ConfidenceMethod
+from xentcore.rowstats import RowStats
+from xentcore.types import F64, ConfidenceMethod, FloatArray, ScoreOptions
 
-__all__ = ["Entries", "entries", "entry_confidence", "entry_loss"]
-
-F64 = npt.NDArray[np.float64]
-FloatArray = npt.NDArray[np.floating[Any]]
+__all__ = ["Entries", "entries", "entry_confidence", "entry_loss", "sweep"]
 
 _LOG2 = float(np.log(2.0))
 
@@ -58,16 +60,14 @@ def entries(x: FloatArray, input_type: str, eps: float) -> Entries:
     return Entries(log_p, log_q, np.exp(x), n_clipped)
 
 
-def entry_loss(
-    e: Entries,
-    y: F64,
-    *,
-    pos_weight: F64 | float | None,
-    smoothing: float,
-    gamma: float,
-    alpha: float | None,
-) -> F64:
-    """Per-entry binary cross-entropy (optionally focal), same shape as ``y``."""
+def entry_loss(e: Entries, y: F64, options: ScoreOptions) -> F64:
+    """Per-entry binary cross-entropy (optionally focal), same shape as ``y``.
+
+    Reads ``pos_weight``, ``label_smoothing``, ``focal_gamma`` and ``focal_alpha`` of the checked
+    ``options``.
+    """
+    pos_weight, smoothing = options.pos_weight, options.label_smoothing
+    gamma, alpha = options.focal_gamma, options.focal_alpha
     y_s = y * (1.0 - smoothing) + smoothing / 2 if smoothing > 0 else y
     pos = y_s * e.log_p
     if pos_weight is not None:
@@ -94,3 +94,31 @@ def entry_confidence(e: Entries, method: ConfidenceMethod, truth: npt.NDArray[An
         assert truth is not None
         return np.where(truth.astype(bool), p, 1.0 - p)
     return np.maximum(p, 1.0 - p)
+
+
+def sweep(
+    x: FloatArray,
+    options: ScoreOptions,
+    *,
+    target: F64 | None = None,
+    truth: npt.NDArray[Any] | None = None,
+) -> RowStats:
+    """Per-item loss, confidence, top-label confidence and prediction of binary or multilabel
+    predictions (``options.task`` says which).
+
+    ``x``: checked (N,) or (N, K) predictions of ``options.input_type``; ``target``: targets in
+    [0, 1] of the same shape (None: no loss); ``truth``: the true class of each entry (0 / 1 or
+    booleans), needed by ``true_class`` confidence. Binary items are predicted 1 when
+    p >= ``decision_threshold``; their top-label confidence is max(p, 1 - p).
+    """
+    o = options
+    e = entries(x, o.input_type, o.clip_eps)
+    conf = entry_confidence(e, o.confidence, truth)
+    pred = e.p >= o.decision_threshold
+    loss = None if target is None else entry_loss(e, target, o)
+    n_clipped = e.n_clipped if loss is not None else 0  # clipping matters only to a loss
+    if o.task == "binary":
+        top = np.maximum(e.p, 1.0 - e.p)
+        return RowStats(pred.astype(np.int64), conf, top, loss, n_clipped)
+    mean_loss = None if loss is None else loss.mean(axis=1)
+    return RowStats(pred, conf.min(axis=1), None, mean_loss, n_clipped)

@@ -23,20 +23,18 @@ import numpy.typing as npt
 from xentcore._kernels import chunk_rows, rowsum64
 from xentcore.errors import InputError
 from xentcore.score import ScoreResult, score_batch
-from xentcore.types import FlagRules
+from xentcore.types import F64, Bool, FlagRules, ScoreOptions
 from xentcore.validate import Batch, check_batch
 
 __all__ = [
     "BinStats",
     "CalibrationResult",
     "bin_stats",
+    "calibrate",
     "calibration",
     "calibration_error",
     "optimal_temperature",
 ]
-
-F64 = npt.NDArray[np.float64]
-Bool = npt.NDArray[np.bool_]
 
 #: Temperatures are searched in [1 / BETA_MAX, 1 / BETA_MIN].
 BETA_MIN, BETA_MAX = 1e-3, 1e3
@@ -267,6 +265,85 @@ def _ece_of(r: ScoreResult, b: Batch, n_bins: int, strategy: str) -> tuple[BinSt
     return stats, keep
 
 
+def _check_binning(n_bins: Any, strategy: Any) -> None:
+    if (
+        isinstance(n_bins, bool)
+        or not isinstance(n_bins, int | np.integer)
+        or not 1 <= n_bins <= 10_000
+    ):
+        raise InputError(("n_bins",), f"expected an integer in [1, 10000], got {n_bins!r}")
+    if strategy not in ("uniform", "quantile"):
+        raise InputError(
+            ("strategy",), f"{strategy!r} is not one of uniform, quantile", kind="enum"
+        )
+
+
+def _check_calibrated(b: Batch) -> None:
+    """Calibration judges binary and multiclass top-label predictions, with labels."""
+    if b.labels is None:
+        raise InputError(("labels",), "calibration needs labels")
+    if b.task == "multilabel":
+        raise InputError(("task",), "calibration is for binary and multiclass tasks")
+    if b.options.decision_threshold != 0.5:
+        raise InputError(
+            ("decision_threshold",),
+            "calibration judges the top-label prediction (binary: p >= 0.5); leave it at 0.5",
+        )
+
+
+def _fit_temperature(
+    b: Batch, r: ScoreResult, keep: Bool, n_bins: int, strategy: str
+) -> tuple[float, float | None, float | None]:
+    """``temperature``, ``nll_after`` and ``ece_after`` of the scored items (see calibration)."""
+    assert b.labels is not None
+    z = _as_logits(b)
+    _, s = _scored_weights(r, b)
+    index, target = b.labels.index, b.labels.target
+    if b.task == "binary":
+        assert target is not None
+        index, target = None, np.stack([1.0 - target, target], axis=1)
+    kept = np.flatnonzero(keep)
+    t = optimal_temperature(
+        z[kept],
+        s[kept],
+        index=None if index is None else index[kept],
+        target=None if target is None else target[kept],
+    )
+    logits = replace(b.options, input_type="logits")
+    scaled = replace(b, x=np.ascontiguousarray(_scaled(b, z, t)), options=logits)
+    r_after = score_batch(scaled, _NO_FLAGS)
+    ece_after, _ = calibration_error(_ece_of(r_after, scaled, n_bins, strategy)[0])
+    return t, r_after.loss_mean, ece_after
+
+
+def calibrate(
+    batch: Batch,
+    result: ScoreResult,
+    *,
+    n_bins: int = 15,
+    strategy: str = "uniform",
+    fit_temperature: bool = False,
+) -> CalibrationResult:
+    """Calibration figures of a labelled binary or multiclass batch already scored.
+
+    ``result`` is ``score_batch(batch, rules)`` (any flag rules: they do not enter the figures),
+    so a caller that scored the batch does not score it again. See :func:`calibration` for the
+    figures. Raises :class:`InputError` without labels, for multilabel, and for a
+    ``decision_threshold`` other than 0.5.
+    """
+    _check_calibrated(batch)
+    _check_binning(n_bins, strategy)
+    stats, keep = _ece_of(result, batch, n_bins, strategy)
+    ece, mce = calibration_error(stats)
+    brier = _brier(batch, result)
+    n_scored = int(np.count_nonzero(keep))
+    out = CalibrationResult(ece, mce, brier, result.loss_mean, stats.rows(), n_scored)
+    if not fit_temperature or not keep.any():
+        return out
+    t, nll_after, ece_after = _fit_temperature(batch, result, keep, n_bins, strategy)
+    return replace(out, temperature=t, nll_after=nll_after, ece_after=ece_after)
+
+
 def calibration(
     predictions: Any,
     labels: Any,
@@ -283,7 +360,8 @@ def calibration(
     ``mean_i sum_k (p_ik - y_ik)^2`` (binary: ``mean (p - y)^2``, soft targets as given). With
     ``fit_temperature``, ``temperature`` minimises the plain NLL of softmax(z / T) (binary:
     sigmoid(z / T)); ``nll_after`` and ``ece_after`` re-score z / T as logits with the same options.
-    Probabilities are fitted through their clipped logs.
+    Probabilities are fitted through their clipped logs. The same as checking the batch,
+    ``score_batch`` and :func:`calibrate`.
 
     >>> import xentcore as xc
     >>> c = xc.calibration([0.9, 0.8, 0.3, 0.6], [1, 1, 0, 0], n_bins=5)
@@ -292,50 +370,16 @@ def calibration(
     """
     if labels is None:
         raise InputError(("labels",), "calibration needs labels")
-    if (
-        isinstance(n_bins, bool)
-        or not isinstance(n_bins, int | np.integer)
-        or not 1 <= n_bins <= 10_000
-    ):
-        raise InputError(("n_bins",), f"expected an integer in [1, 10000], got {n_bins!r}")
-    if strategy not in ("uniform", "quantile"):
-        raise InputError(
-            ("strategy",), f"{strategy!r} is not one of uniform, quantile", kind="enum"
-        )
-    b = check_batch(predictions, labels, **options)
-    if b.task == "multilabel":
-        raise InputError(("task",), "calibration is for binary and multiclass tasks")
-    if b.options.decision_threshold != 0.5:
-        raise InputError(
-            ("decision_threshold",),
-            "calibration judges the top-label prediction (binary: p >= 0.5); leave it at 0.5",
-        )
-    r = score_batch(b, _NO_FLAGS)
-    stats, keep = _ece_of(r, b, n_bins, strategy)
-    ece, mce = calibration_error(stats)
-    result = CalibrationResult(
-        ece, mce, _brier(b, r), r.loss_mean, stats.rows(), int(np.count_nonzero(keep))
+    _check_binning(n_bins, strategy)
+    b = check_batch(predictions, labels, ScoreOptions(**options))
+    _check_calibrated(b)
+    return calibrate(
+        b,
+        score_batch(b, _NO_FLAGS),
+        n_bins=n_bins,
+        strategy=strategy,
+        fit_temperature=fit_temperature,
     )
-    if not fit_temperature or not keep.any():
-        return result
-    assert b.labels is not None
-    z = _as_logits(b)
-    _, s = _scored_weights(r, b)
-    index, target = b.labels.index, b.labels.target
-    if b.task == "binary":
-        assert target is not None
-        index, target = None, np.stack([1.0 - target, target], axis=1)
-    kept = np.flatnonzero(keep)
-    t = optimal_temperature(
-        z[kept],
-        s[kept],
-        index=None if index is None else index[kept],
-        target=None if target is None else target[kept],
-    )
-    scaled = replace(b, x=np.ascontiguousarray(_scaled(b, z, t)), input_type="logits")
-    r_after = score_batch(scaled, _NO_FLAGS)
-    ece_after, _ = calibration_error(_ece_of(r_after, scaled, n_bins, strategy)[0])
-    return replace(result, temperature=t, nll_after=r_after.loss_mean, ece_after=ece_after)
 
 
 def _scaled(b: Batch, z: F64, t: float) -> F64:

@@ -1,18 +1,20 @@
-"""Flag rules -> boolean masks, and the per-item reason lists built from them."""
+"""Flag rules -> boolean masks; the one builder of reason lists and of flagged-item rows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from xentcore.types import REASONS, FlagRules
+from xentcore.types import F64, REASONS, Bool, FlagRules
 
-__all__ = ["FlagMasks", "apply_rules", "reason_lists"]
+if TYPE_CHECKING:  # score.py imports this module: the type only
+    from xentcore.score import ScoreResult
 
-F64 = npt.NDArray[np.float64]
-Bool = npt.NDArray[np.bool_]
+__all__ = ["FlagMasks", "apply_rules", "flagged_rows", "reason_lists"]
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,72 @@ def apply_rules(
     return FlagMasks(low, high, mis, low | high | mis)
 
 
-def reason_lists(masks: FlagMasks) -> list[list[str]]:
-    """The reasons of every item, in the order of ``REASONS``; a Python list per item."""
-    out: list[list[str]] = [[] for _ in range(masks.flagged.shape[0])]
+def reason_lists(masks: FlagMasks, indices: npt.NDArray[np.intp] | None = None) -> list[list[str]]:
+    """The reasons of the items at ``indices`` (every item when None), in the order of
+    ``REASONS``: a Python list per item, empty for an item no rule fires for.
+
+    Python work is per firing reason only (one ``flatnonzero`` per rule), not per item and rule.
+    """
+    n = masks.flagged.shape[0] if indices is None else indices.shape[0]
+    out: list[list[str]] = [[] for _ in range(n)]
     for name in REASONS:
-        for i in np.flatnonzero(getattr(masks, name)).tolist():
-            out[i].append(name)
+        mask: Bool = getattr(masks, name)
+        for j in np.flatnonzero(mask if indices is None else mask[indices]).tolist():
+            out[j].append(name)
     return out
+
+
+def flagged_rows(
+    result: ScoreResult, ids: Sequence[Any] | None, *, truth: bool = False
+) -> list[dict[str, Any]]:
+    """One row per flagged item, ascending: ``index``, ``id`` (only when ``ids`` are given),
+    ``confidence``, ``loss`` (None without labels; NaN for an ignored item) and ``reasons``.
+
+    With ``truth``, also ``predicted`` (as ``result.predicted`` renders it) and ``label``: the
+    item's true class (its name with class names; multilabel: the list of true classes), None
+    without labels or for an ignored item. Values are Python values (NaN stays NaN).
+    """
+    indices = result.flagged_indices
+    confidence = result.confidence[indices].tolist()
+    loss = result.item_loss[indices].tolist() if result.item_loss is not None else None
+    reasons = reason_lists(result.masks, indices)
+    extra = _truth_columns(result, indices) if truth else None
+    rows = []
+    for j, i in enumerate(indices.tolist()):
+        row: dict[str, Any] = {"index": i}
+        if ids is not None:
+            row["id"] = ids[i]
+        row["confidence"] = confidence[j]
+        row["loss"] = None if loss is None else loss[j]
+        row["reasons"] = reasons[j]
+        if extra is not None:
+            row["predicted"], row["label"] = extra[0][j], extra[1][j]
+        rows.append(row)
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar or array as a Python value; anything else unchanged."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _truth_columns(result: ScoreResult, indices: npt.NDArray[np.intp]) -> tuple[list[Any], ...]:
+    """``predicted`` and ``label`` of the items at ``indices`` (see :func:`flagged_rows`)."""
+    predicted = result.predicted
+    names = result.class_names
+    shown = [_plain(predicted[i]) for i in indices.tolist()]
+    if result.true_class is None:
+        return shown, [None] * len(shown)
+    labels: list[Any] = []
+    for i in indices.tolist():
+        if result.scored is not None and not result.scored[i]:
+            labels.append(None)
+        elif result.task == "multilabel":
+            true_set = np.flatnonzero(result.true_class[i]).tolist()
+            labels.append([names[k] for k in true_set] if names else true_set)
+        else:
+            k = int(result.true_class[i])
+            labels.append(names[k] if names else k)
+    return shown, labels

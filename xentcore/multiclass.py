@@ -16,6 +16,9 @@ the log-softmax is never materialised at full size. Two kernels:
 
 Loss (the contract's section 2), with q' = (1 - e) q + e / K, w the class weights and f_k the focal
 factor (1 - p_k)^gamma (1 when gamma = 0):  loss_i = -alpha sum_k w_k q'_k f_k log p_k.
+
+Every kernel reads its options (input type, clip_eps, confidence method, class weights, label
+smoothing, focal gamma and alpha) from one checked :class:`~xentcore.types.ScoreOptions`.
 """
 
 from __future__ import annotations
@@ -27,35 +30,17 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcore._kernels import CHUNK_ELEMENTS, chunk_rows, row_argmax_max, rowsum64
-from xentcore.types import ConfidenceMethod
+from xentcore.rowstats import RowStats
+from xentcore.types import F64, I64, ConfidenceMethod, FloatArray, ScoreOptions
 
 __all__ = ["RowStats", "sweep"]
 
 #: Rows per chunk of the gather path: its int64 / float64 scratch stays at 64 KiB.
 _GATHER_ROWS = 8192
 
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.floating[Any]]
-
-
-@dataclass
-class RowStats:
-    """Per-item results of a sweep (float64 / int64 arrays of length N)."""
-
-    predicted: I64
-    confidence: F64
-    top_confidence: F64
-    loss: F64 | None
-    n_clipped: int
-
 
 #: float32 rows with delta < K x this are redone in float64 (see ``_refine_small_losses``).
 _REFINE_DELTA = 1e-7
-
-
-def _alloc(n: int, need: bool) -> F64 | None:
-    return np.empty(n, dtype=np.float64) if need else None
 
 
 def _confidence_from_delta(
@@ -144,73 +129,67 @@ def _pair_terms(z: FloatArray, am: I64, smooth_w: FloatArray | None) -> _Partiti
     return _Partition(m, delta, neg_a, delta * neg_a, tilt)
 
 
-def _logits_sparse(
-    z_all: FloatArray,
-    labels: I64 | None,
-    method: ConfidenceMethod,
-    weights: F64 | None,
-    smoothing: float,
-) -> RowStats:
+def _smoothing_weights(o: ScoreOptions, k: int, dtype: Any) -> tuple[FloatArray | None, float]:
+    """(e w_k / K per class in ``dtype``, e sum_k w_k / K); (None, 0) without smoothing."""
+    if o.label_smoothing <= 0:
+        return None, 0.0
+    w = np.ones(k) if o.class_weights is None else o.class_weights
+    smooth_w: FloatArray = (w * (o.label_smoothing / k)).astype(dtype, copy=False)
+    return smooth_w, float(w.sum()) * o.label_smoothing / k
+
+
+def _logits_sparse(z_all: FloatArray, labels: I64 | None, o: ScoreOptions) -> RowStats:
     """Logits with class-index (or no) labels, gamma = 0: the fast path."""
     n, k = z_all.shape
-    top = np.empty(n)
+    method, weights, smoothing = o.confidence, o.class_weights, o.label_smoothing
+    predicted, top_all = np.empty(n, np.int64), np.empty(n)
     # max_probability is the top-label confidence itself: one array, not two N-sized copies
-    conf = top if method == "max_probability" else np.empty(n)
-    out = RowStats(np.empty(n, np.int64), conf, top, _alloc(n, labels is not None), 0)
+    conf = top_all if method == "max_probability" else np.empty(n)
+    loss = None if labels is None else np.empty(n)
     rows_max = max(1, CHUNK_ELEMENTS // k)
     wide = None if k == 2 else _WideRows(min(n, rows_max), k, z_all.dtype, method)
     # float32 rows of width K > 2 whose loss is too small for float32 shifts: redone at the end
     refine: list[npt.NDArray[np.intp]] | None = (
         [] if wide is not None and z_all.dtype != np.float64 and labels is not None else None
     )
-    smooth_w = None  # e w_k / K: in the input's dtype for wide rows, float64 for pairs
-    if labels is not None and smoothing > 0:
-        w = np.ones(k) if weights is None else weights
-        smooth_w = w * (smoothing / k)
-        if wide is not None:
-            smooth_w = smooth_w.astype(z_all.dtype)
-        smooth_total = float(w.sum()) * smoothing / k
+    # e w_k / K: in the input's dtype for wide rows, float64 for pairs
+    smooth_w, smooth_total = (
+        (None, 0.0)
+        if labels is None
+        else _smoothing_weights(o, k, z_all.dtype if wide is not None else np.float64)
+    )
     log_k = float(np.log(k))
     base = np.arange(0, min(n, rows_max) * k, k)  # rows' first flat index: np.take beats z[r, y]
     for sl in chunk_rows(n, k):
-        z, am = z_all[sl], out.predicted[sl]
+        z, am = z_all[sl], predicted[sl]
         t = wide.terms(z, am, smooth_w) if wide is not None else _pair_terms(z, am, smooth_w)
         if refine is not None:
             refine.append(np.flatnonzero(t.delta < _REFINE_DELTA * k) + sl.start)
-        top = np.divide(1.0, 1.0 + t.delta, out=out.top_confidence[sl])
+        top = np.divide(1.0, 1.0 + t.delta, out=top_all[sl])
         if method not in ("true_class", "max_probability"):
-            out.confidence[sl] = _confidence_from_delta(
-                method, top, t.delta, t.second, t.dot, log_k
-            )
-        if labels is None:
+            conf[sl] = _confidence_from_delta(method, top, t.delta, t.second, t.dot, log_k)
+        if labels is None or loss is None:
             continue
-        assert out.loss is not None
         y = labels[sl]
         log_s = np.log1p(t.delta)
         # m - z_y in float64: exact for float32 input, and no overflow for |z| near 1e300
         nll = (t.m - np.take(z.reshape(-1), base[: z.shape[0]] + y)) + log_s
         if method == "true_class":
-            out.confidence[sl] = np.exp(-nll)
+            conf[sl] = np.exp(-nll)
         if weights is not None:
             nll *= weights[y]
         if t.tilt is not None:
             nll *= 1.0 - smoothing
             nll += smooth_total * log_s - t.tilt
-        out.loss[sl] = nll
-    if refine is not None:
-        assert labels is not None
-        _refine_small_losses(z_all, labels, method, weights, smoothing, np.concatenate(refine), out)
+        loss[sl] = nll
+    out = RowStats(predicted, conf, top_all, loss, 0)
+    if refine is not None and labels is not None:
+        _refine_small_losses(z_all, labels, o, np.concatenate(refine), out)
     return out
 
 
 def _refine_small_losses(
-    z_all: FloatArray,
-    labels: I64,
-    method: ConfidenceMethod,
-    weights: F64 | None,
-    smoothing: float,
-    rows: npt.NDArray[np.intp],
-    out: RowStats,
+    z_all: FloatArray, labels: I64, o: ScoreOptions, rows: npt.NDArray[np.intp], out: RowStats
 ) -> None:
     """Redo in float64 the float32 ``rows`` whose loss is too small for float32 shifts.
 
@@ -222,8 +201,9 @@ def _refine_small_losses(
     """
     if rows.size == 0:
         return
-    exact = _logits_sparse(z_all[rows].astype(np.float64), labels[rows], method, weights, smoothing)
+    exact = _logits_sparse(z_all[rows].astype(np.float64), labels[rows], o)
     assert out.loss is not None and exact.loss is not None
+    assert out.top_confidence is not None and exact.top_confidence is not None
     out.loss[rows] = exact.loss
     out.top_confidence[rows] = exact.top_confidence
     if out.confidence is not out.top_confidence:
@@ -263,37 +243,28 @@ def _confidence_from_p(
     return top
 
 
-def _general(
-    x_all: FloatArray,
-    input_type: str,
-    eps: float,
-    method: ConfidenceMethod,
-    index: I64 | None,
-    target: F64 | None,
-    weights: F64 | None,
-    smoothing: float,
-    gamma: float,
-    alpha: float | None,
-) -> RowStats:
-    """Every case but the fast path; explicit float64 log p per chunk."""
+def _general(x_all: FloatArray, index: I64 | None, target: F64 | None, o: ScoreOptions) -> RowStats:
+    """Every case but the fast paths; explicit float64 log p per chunk."""
     n, k = x_all.shape
+    method, smoothing, gamma = o.confidence, o.label_smoothing, o.focal_gamma
     has_loss = index is not None or target is not None
-    out = RowStats(np.empty(n, np.int64), np.empty(n), np.empty(n), _alloc(n, has_loss), 0)
-    w = np.ones(k) if weights is None else weights
+    predicted, confidence, top = np.empty(n, np.int64), np.empty(n), np.empty(n)
+    loss_all = np.empty(n) if has_loss else None
+    n_clipped = 0
+    w = np.ones(k) if o.class_weights is None else o.class_weights
     log_k = float(np.log(k))
     for sl in chunk_rows(n, k):
         x = x_all[sl].astype(np.float64, copy=False)
         r = np.arange(x.shape[0])
-        log_p, p, n_clipped = _log_p(x, input_type, eps)
+        log_p, p, clipped = _log_p(x, o.input_type, o.clip_eps)
         pred = x.argmax(axis=1)
-        out.predicted[sl] = pred
-        out.top_confidence[sl] = p[r, pred]
+        predicted[sl] = pred
+        top[sl] = p[r, pred]
         if method != "true_class":
-            out.confidence[sl] = _confidence_from_p(method, p, log_p, pred, log_k)
-        if not has_loss:
+            confidence[sl] = _confidence_from_p(method, p, log_p, pred, log_k)
+        if loss_all is None:
             continue
-        assert out.loss is not None
-        out.n_clipped += n_clipped
+        n_clipped += clipped
         if index is not None:
             q = np.zeros_like(x)
             q[r, index[sl]] = 1.0
@@ -303,16 +274,16 @@ def _general(
             q = target[sl]
             true_p = p[r, pred if method != "true_class" else q.argmax(axis=1)]
         if method == "true_class":
-            out.confidence[sl] = true_p
+            confidence[sl] = true_p
         coef = q * (1.0 - smoothing) + smoothing / k if smoothing > 0 else q.copy()
         coef *= w
         if gamma > 0:
             coef *= (-np.expm1(log_p)) ** gamma  # (1 - p_k)^gamma with p_k as used in the loss
         loss = -np.einsum("ij,ij->i", coef, log_p)
-        if alpha is not None:
-            loss *= alpha
-        out.loss[sl] = loss
-    return out
+        if o.focal_alpha is not None:
+            loss *= o.focal_alpha
+        loss_all[sl] = loss
+    return RowStats(predicted, confidence, top, loss_all, n_clipped)
 
 
 def _gather_nll(
@@ -348,58 +319,45 @@ def _gather_nll(
     return n_clipped
 
 
-def _gathered(
-    x: FloatArray,
-    input_type: str,
-    eps: float,
-    method: ConfidenceMethod,
-    labels: I64 | None,
-    weights: F64 | None,
-) -> RowStats:
+def _gathered(x: FloatArray, labels: I64 | None, o: ScoreOptions) -> RowStats:
     """Probabilities / log-probabilities, class-index labels, e = 0, gamma = 0: O(N) logs.
 
     One pass over the N x K values finds each row's argmax and maximum; the loss reads only
     p_y, so only N values are clipped and logged.
     """
     n = x.shape[0]
-    out = RowStats(np.empty(n, np.int64), np.empty(n), np.empty(n), None, 0)
-    row_argmax_max(x, out.predicted, out.top_confidence)
-    true_p = np.empty(n) if labels is not None and method == "true_class" else None
+    predicted, top = np.empty(n, np.int64), np.empty(n)
+    row_argmax_max(x, predicted, top)
+    true_p = np.empty(n) if labels is not None and o.confidence == "true_class" else None
+    loss, n_clipped = None, 0
     if labels is not None:
-        out.loss = np.empty(n)
-        out.n_clipped = _gather_nll(x, labels, input_type, eps, out.loss, true_p)
-        if weights is not None:
-            out.loss *= weights[labels]
-    if input_type == "log_probabilities":
-        np.exp(out.top_confidence, out=out.top_confidence)
+        loss = np.empty(n)
+        n_clipped = _gather_nll(x, labels, o.input_type, o.clip_eps, loss, true_p)
+        if o.class_weights is not None:
+            loss *= o.class_weights[labels]
+    if o.input_type == "log_probabilities":
+        np.exp(top, out=top)
         if true_p is not None:
             np.exp(true_p, out=true_p)
-    out.confidence = true_p if true_p is not None else out.top_confidence
-    return out
+    return RowStats(predicted, top if true_p is None else true_p, top, loss, n_clipped)
 
 
 def sweep(
-    x: FloatArray,
-    input_type: str,
-    *,
-    eps: float,
-    method: ConfidenceMethod,
-    index: I64 | None = None,
-    target: F64 | None = None,
-    weights: F64 | None = None,
-    smoothing: float = 0.0,
-    gamma: float = 0.0,
-    alpha: float | None = None,
+    x: FloatArray, options: ScoreOptions, *, index: I64 | None = None, target: F64 | None = None
 ) -> RowStats:
     """Per-item loss, confidence, top-label confidence and argmax of multiclass rows.
 
-    ``index``: class indices (ignored items given any valid index; the caller masks them);
-    ``target``: (N, K) target distributions; both None: no loss. ``n_clipped`` counts the input
-    values clipped to [eps, 1 - eps] (or their logs) on the way to a loss.
+    ``x``: checked (N, K) float32 / float64 predictions of ``options.input_type``; ``options``:
+    the checked options (``confidence``, ``clip_eps``, ``class_weights``, ``label_smoothing``,
+    ``focal_gamma``, ``focal_alpha`` are read). ``index``: class indices (ignored items given any
+    valid index; the caller masks them); ``target``: (N, K) target distributions; both None: no
+    loss. ``n_clipped`` counts the input values clipped to [eps, 1 - eps] (or their logs) on the
+    way to a loss.
     """
-    if target is None and gamma == 0 and alpha is None:
-        if input_type == "logits":
-            return _logits_sparse(x, index, method, weights, smoothing)
-        if smoothing == 0 and method in ("max_probability", "true_class"):
-            return _gathered(x, input_type, eps, method, index, weights)
-    return _general(x, input_type, eps, method, index, target, weights, smoothing, gamma, alpha)
+    o = options
+    if target is None and o.focal_gamma == 0 and o.focal_alpha is None:
+        if o.input_type == "logits":
+            return _logits_sparse(x, index, o)
+        if o.label_smoothing == 0 and o.confidence in ("max_probability", "true_class"):
+            return _gathered(x, index, o)
+    return _general(x, index, target, o)

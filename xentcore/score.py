@@ -12,16 +12,14 @@ import numpy.typing as npt
 from xentcore import binary, multiclass
 from xentcore.errors import InputError
 from xentcore.flags import FlagMasks, apply_rules, reason_lists
-from xentcore.types import FlagRules
-from xentcore.validate import DEFAULT_EPS, Batch, check_batch, check_flag_rules
+from xentcore.rowstats import RowStats
+from xentcore.types import DEFAULT_EPS, F64, Bool, FlagRules, ScoreOptions
+from xentcore.validate import Batch, Labels, check_batch, check_flag_rules
 
 __all__ = ["NO_WEIGHT_WARNING", "ScoreResult", "clip_warning", "score", "score_batch"]
 
-F64 = npt.NDArray[np.float64]
-Bool = npt.NDArray[np.bool_]
 
-
-@dataclass
+@dataclass(frozen=True)
 class ScoreResult:
     """What ``score`` returns. Arrays have one entry per item (N).
 
@@ -135,31 +133,6 @@ def _reduce(
     return total, (total / weight if weight > 0 else None), weight
 
 
-def _binary_like(b: Batch) -> tuple[F64 | None, F64, F64 | None, npt.NDArray[Any], int]:
-    """Item loss, confidence, top confidence, predictions and clip count of binary/multilabel."""
-    o = b.options
-    e = binary.entries(b.x, b.input_type, o.clip_eps)
-    truth = b.labels.true_class if b.labels is not None else None
-    conf = binary.entry_confidence(e, o.confidence, truth)
-    pred = e.p >= o.decision_threshold
-    loss = None
-    if b.labels is not None:
-        assert b.labels.target is not None
-        loss = binary.entry_loss(
-            e,
-            b.labels.target,
-            pos_weight=o.pos_weight,
-            smoothing=o.label_smoothing,
-            gamma=o.focal_gamma,
-            alpha=o.focal_alpha,
-        )
-    n_clipped = e.n_clipped if loss is not None else 0  # clipping matters only to a loss
-    if b.task == "binary":
-        top = np.maximum(e.p, 1.0 - e.p)
-        return loss, conf, top, pred.astype(np.int64), n_clipped
-    return (None if loss is None else loss.mean(axis=1)), conf.min(axis=1), None, pred, n_clipped
-
-
 #: The warning of a batch whose scored items carry no weight (its mean loss is None).
 NO_WEIGHT_WARNING = "no scored item carries weight: mean loss is null"
 
@@ -173,78 +146,89 @@ def clip_warning(input_type: str, clip_eps: float, n_clipped: int) -> list[str]:
     return [f"{n_clipped} {what} clipped to {bounds} (eps = {clip_eps:.6g})"]
 
 
+def _row_stats(b: Batch) -> RowStats:
+    """The kernel sweep of the batch's task."""
+    lab = b.labels
+    if b.task == "multiclass":
+        return multiclass.sweep(
+            b.x,
+            b.options,
+            index=None if lab is None else lab.index,
+            target=None if lab is None else lab.target,
+        )
+    return binary.sweep(
+        b.x,
+        b.options,
+        target=None if lab is None else lab.target,
+        truth=None if lab is None else lab.true_class,
+    )
+
+
+def _labelled(b: Batch, lab: Labels, st: RowStats, loss: F64) -> dict[str, Any]:
+    """The ScoreResult fields only labels give: mask ignored items (NaN loss; NaN
+    ``true_class`` confidence, in place), reduce the loss, judge each prediction."""
+    o, scored = b.options, lab.scored
+    if scored is not None:
+        loss[~scored] = np.nan
+        if o.confidence == "true_class":
+            st.confidence[~scored] = np.nan
+    denominators = None
+    if lab.kind == "sparse" and o.class_weights is not None:
+        assert lab.index is not None
+        denominators = o.class_weights[lab.index]
+    total, mean, weight = _reduce(loss, scored, o.sample_weights, denominators)
+    correct = st.predicted == lab.true_class
+    if b.task == "multilabel":
+        correct = correct.all(axis=1)
+    return {
+        "item_loss": loss,
+        "loss_sum": total,
+        "loss_mean": mean,
+        "weight_sum": weight,
+        "n_scored": b.n_items if scored is None else int(np.count_nonzero(scored)),
+        "true_class": lab.true_class,
+        "correct": correct,
+        "scored": scored,
+    }
+
+
 def score_batch(b: Batch, rules: FlagRules) -> ScoreResult:
-    """Score a checked batch (see :func:`score`)."""
-    o, lab = b.options, b.labels
+    """Score a checked batch (see :func:`score`) and flag its items by ``rules``.
+
+    Raises :class:`InputError` when a rule needs labels (``max_loss``, ``misclassified``) and
+    the batch has none.
+    """
+    lab = b.labels
     if lab is None and (rules.max_loss is not None or rules.misclassified):
         name = "max_loss" if rules.max_loss is not None else "misclassified"
         raise InputError(("flag", name), "this rule needs labels")
-    if b.task == "multiclass":
-        st = multiclass.sweep(
-            b.x,
-            b.input_type,
-            eps=o.clip_eps,
-            method=o.confidence,
-            index=lab.index if lab is not None else None,
-            target=lab.target if lab is not None else None,
-            weights=o.class_weights,
-            smoothing=o.label_smoothing,
-            gamma=o.focal_gamma,
-            alpha=o.focal_alpha,
-        )
-        top: F64 | None
-        loss, conf, top, pred, n_clipped = (
-            st.loss,
-            st.confidence,
-            st.top_confidence,
-            st.predicted,
-            st.n_clipped,
-        )
-    else:
-        loss, conf, top, pred, n_clipped = _binary_like(b)
-    res = ScoreResult(
+    st = _row_stats(b)
+    o = b.options
+    fig = {} if lab is None or st.loss is None else _labelled(b, lab, st, st.loss)
+    warnings = [*b.warnings, *clip_warning(b.input_type, o.clip_eps, st.n_clipped)]
+    if fig and fig["loss_mean"] is None:
+        warnings.append(NO_WEIGHT_WARNING)
+    loss, correct, scored = fig.get("item_loss"), fig.get("correct"), fig.get("scored")
+    return ScoreResult(
         b.task,
         b.input_type,
         b.n_items,
         b.n_classes,
         b.class_names,
         o.confidence,
-        conf,
-        top,
-        pred,
-        apply_rules(rules, conf, None, None, None),
+        st.confidence,
+        st.top_confidence,
+        st.predicted,
+        apply_rules(rules, st.confidence, loss, correct, scored),
         rules,
-        warnings=[*b.warnings, *clip_warning(b.input_type, o.clip_eps, n_clipped)],
-        n_clipped=n_clipped,
+        warnings=warnings,
+        n_clipped=st.n_clipped,
+        **fig,
     )
-    if lab is None or loss is None:
-        return res
-    scored = lab.scored
-    if scored is not None:
-        loss[~scored] = np.nan
-        if o.confidence == "true_class":
-            conf[~scored] = np.nan
-    denominators = None
-    if lab.kind == "sparse" and o.class_weights is not None:
-        assert lab.index is not None
-        denominators = o.class_weights[lab.index]
-    total, mean, weight = _reduce(loss, scored, o.sample_weights, denominators)
-    if b.task == "multilabel":
-        correct = (pred == lab.true_class).all(axis=1)
-    else:
-        correct = pred == lab.true_class
-    n_scored = b.n_items if scored is None else int(np.count_nonzero(scored))
-    if mean is None:
-        res.warnings.append(NO_WEIGHT_WARNING)
-    res.item_loss, res.loss_sum, res.loss_mean, res.weight_sum = loss, total, mean, weight
-    res.n_scored, res.true_class, res.correct, res.scored = (
-        n_scored,
-        lab.true_class,
-        correct,
-        scored,
-    )
-    res.masks = apply_rules(rules, conf, loss, correct, scored)
-    return res
+
+
+#: The parameters of :func:`score` that are not ScoreOptions fields.
+_DATA_AND_FLAG = frozenset({"predictions", "labels", "flag"})
 
 
 def score(
@@ -294,23 +278,8 @@ def score(
     >>> r.flagged.tolist(), r.reasons
     ([False, False], [[], []])
     """
-    b = check_batch(
-        predictions,
-        labels,
-        task=task,
-        input_type=input_type,
-        ignore_index=ignore_index,
-        renormalize=renormalize,
-        sum_tolerance=sum_tolerance,
-        class_names=class_names,
-        class_weights=class_weights,
-        sample_weights=sample_weights,
-        pos_weight=pos_weight,
-        label_smoothing=label_smoothing,
-        focal_gamma=focal_gamma,
-        focal_alpha=focal_alpha,
-        confidence=confidence,
-        decision_threshold=decision_threshold,
-        clip_eps=clip_eps,
-    )
+    # Every keyword parameter but ``flag`` is a ScoreOptions field of the same name (a test
+    # holds them equal): the raw options are the parameters, and check_batch checks them all.
+    raw = {name: value for name, value in locals().items() if name not in _DATA_AND_FLAG}
+    b = check_batch(predictions, labels, ScoreOptions(**raw))
     return score_batch(b, check_flag_rules(flag))

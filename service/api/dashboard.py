@@ -4,7 +4,7 @@ The page is plain HTML, CSS and JavaScript (no build step, no CDN); it reads the
 (``/v1/streams...``) from the browser and refreshes itself every 10 seconds. With
 ``XENT_API_KEYS`` set, the page and its data need a key like ``/v1``: a browser gets a small
 form that trades the key for a session cookie (``POST /dashboard/login`` with the key in
-``X-API-Key``; see ``service.auth``), accepted for GET requests of the dashboard and the
+``X-API-Key``; see ``service.middleware.auth``), accepted for GET requests of the dashboard and the
 monitoring API only, never for scoring.
 """
 
@@ -15,7 +15,7 @@ from importlib import resources
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from service.auth import SESSION_COOKIE, given_key, session_token
+from service.middleware.auth import SESSION_COOKIE, given_key, session_token
 
 __all__ = ["router"]
 

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service import deps
-from service.batch import in_thread
+from service.http import in_thread
 from service.metrics import Metrics
 from service.schemas import HealthResponse, HTTPError
 

@@ -12,8 +12,8 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
-from service.store import Store, StoredBatch, StreamInfo
-from service.store.sql import decode_cursor
+from service.schemas import STREAM_PATTERN
+from service.store import InvalidCursor, Store, StoredBatch, StreamInfo
 from xentcore.summary import BatchSummary, figures, reliability
 
 __all__ = ["parse_bucket", "parse_time", "router"]
@@ -22,7 +22,6 @@ router = APIRouter(prefix="/v1/streams", tags=["monitoring"])
 log = logging.getLogger("xent.monitoring")
 T = TypeVar("T")
 
-STREAM_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 MAX_BUCKETS = 10_000
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -84,12 +83,18 @@ def iso(t: float) -> str:
 
 
 def _read(request: Request, query: Callable[[Store], T]) -> T:
-    """Run a read on the store; 503 (logged) when the store is missing or fails."""
+    """Run a read on the store; 503 (logged) when the store is missing or fails.
+
+    A page cursor the store did not hand out (:class:`InvalidCursor`) is the client's error:
+    422 on the ``cursor`` query parameter.
+    """
     store: Store | None = getattr(request.app.state, "store", None)
     if store is None:
         raise HTTPException(503, "monitoring store unavailable")
     try:
         return query(store)
+    except InvalidCursor:
+        raise _query_error("cursor", "not a cursor returned by this endpoint") from None
     except Exception:
         log.exception("monitoring store read failed")
         raise HTTPException(503, "monitoring store unavailable") from None
@@ -202,14 +207,8 @@ def stream_flagged(
     ``label`` is the item's true class (its name with ``class_names``; null without labels).
     """
     t0 = parse_time(since, "since")
-    after = None
-    if cursor is not None:
-        try:
-            after = decode_cursor(cursor)
-        except ValueError:
-            raise _query_error("cursor", "not a cursor returned by this endpoint") from None
     items, next_cursor = _read(
-        request, lambda store: store.flagged(stream, since=t0, limit=limit, cursor=after)
+        request, lambda store: store.flagged(stream, since=t0, limit=limit, cursor=cursor)
     )
     for item in items:
         item["time"] = iso(item["time"])

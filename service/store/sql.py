@@ -14,24 +14,17 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from service.store.base import FlaggedRow, InvalidCursor, StoredBatch, StreamInfo
 from xentcore.summary import BatchSummary
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "FlaggedRow",
-    "SqlStore",
-    "StoredBatch",
-    "StreamInfo",
-    "engine_for",
-]
+__all__ = ["SCHEMA_VERSION", "SqlStore", "engine_for"]
 
 log = logging.getLogger("xent.store")
 
@@ -107,39 +100,6 @@ flagged_items = sa.Table(
 )
 
 
-@dataclass(frozen=True)
-class FlaggedRow:
-    """One flagged item as stored (``item_id``, ``predicted`` and ``label`` any JSON value)."""
-
-    index: int
-    item_id: Any
-    confidence: float | None
-    loss: float | None
-    predicted: Any
-    label: Any
-    reasons: list[str]
-
-
-@dataclass(frozen=True)
-class StoredBatch:
-    """A batch row read back: its time (epoch seconds), task and summary."""
-
-    time: float
-    task: str
-    summary: BatchSummary
-
-
-class StreamInfo(NamedTuple):
-    """A stream as listed by :meth:`SqlStore.stream_names`."""
-
-    stream: str
-    #: the time of its newest batch, epoch seconds
-    last_seen: float
-    n_batches: int
-    #: the distinct tasks of its batches, sorted (``binary``, ``multiclass``, ``sequences``...)
-    tasks: tuple[str, ...]
-
-
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -170,20 +130,24 @@ def _json(value: Any) -> str:
 
 
 def _encode_cursor(row_id: int) -> str:
+    """The ``next_cursor`` of a page ending at ``row_id``: its decimal digits, URL-safe base64."""
     return base64.urlsafe_b64encode(str(row_id).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> int:
-    """The row id behind a ``next_cursor``; ValueError when it is not one of ours."""
+def _decode_cursor(cursor: str) -> int:
+    """The row id behind a ``next_cursor``; :class:`InvalidCursor` when it is not one of ours."""
     padded = cursor + "=" * (-len(cursor) % 4)
-    value = int(base64.urlsafe_b64decode(padded.encode()).decode())
+    try:
+        value = int(base64.urlsafe_b64decode(padded.encode()).decode())
+    except ValueError:  # not base64, not UTF-8 or not an integer (binascii.Error included)
+        raise InvalidCursor(f"not a cursor of this store: {cursor[:64]!r}") from None
     if value <= 0:
-        raise ValueError("cursor out of range")
+        raise InvalidCursor("cursor out of range")
     return value
 
 
 class SqlStore:
-    """The monitoring store behind ``service.store.Store``."""
+    """The monitoring store behind :class:`service.store.base.Store`."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -362,9 +326,14 @@ class SqlStore:
         *,
         since: float | None = None,
         limit: int = 100,
-        cursor: int | None = None,
+        cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Flagged items of ``stream``, newest first, and the cursor of the next page."""
+        """Flagged items of ``stream``, newest first, and the cursor of the next page.
+
+        Pages follow the row id downwards (``id < cursor``), so rows written while a client
+        pages never shift a page. Raises :class:`InvalidCursor` for a cursor not made here.
+        """
+        after = None if cursor is None else _decode_cursor(cursor)
         q = (
             sa.select(flagged_items)
             .where(flagged_items.c.stream == stream)
@@ -373,8 +342,8 @@ class SqlStore:
         )
         if since is not None:
             q = q.where(flagged_items.c.time >= since)
-        if cursor is not None:
-            q = q.where(flagged_items.c.id < cursor)
+        if after is not None:
+            q = q.where(flagged_items.c.id < after)
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
         items = [

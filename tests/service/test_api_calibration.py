@@ -81,3 +81,27 @@ def test_temperature_fit_matches_xentcore(client: Any) -> None:
 def test_invalid_calibration(client: Any, body: dict[str, Any], loc: list[Any]) -> None:
     out = calibrate(client, body, status=422)
     assert out["detail"][0]["loc"] == ["body", *loc]
+
+
+def test_the_batch_is_scored_once(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The route calibrates the batch it has scored: one ``score_batch``, no second one."""
+    import importlib
+
+    import service.convert
+
+    # xentcore.calibration is also the name of the function xentcore re-exports: the module
+    core_calibration = importlib.import_module("xentcore.calibration")
+    calls: list[str] = []
+    original = service.convert.score_batch
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append("score")
+        return original(*args, **kwargs)
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("calibration scored the batch again")
+
+    monkeypatch.setattr(service.convert, "score_batch", counted)
+    monkeypatch.setattr(core_calibration, "score_batch", refused)
+    out = calibrate(client, {"predictions": [0.9, 0.8, 0.3, 0.6], "labels": [1, 1, 0, 0]})
+    assert calls == ["score"] and out["n_scored"] == 4

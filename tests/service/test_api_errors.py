@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-import service.batch
+import service.convert
 import xentcore as xc
 from service.errors import MAX_ERRORS
 from xentcore.validate import LOGITS_HINT, MULTILABEL_HINT
@@ -209,7 +209,7 @@ def test_unexpected_error_is_a_short_500(make_client: Any, monkeypatch: Any) -> 
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("internal detail /etc/passwd")
 
-    monkeypatch.setattr(service.batch, "score_batch", explode)
+    monkeypatch.setattr(service.convert, "score_batch", explode)
     client = make_client(raise_server_exceptions=False)
     response = client.post("/v1/score", json={"predictions": P3})
     assert response.status_code == 500

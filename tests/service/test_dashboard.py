@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.api.dashboard import ASSETS
-from service.auth import session_token
+from service.middleware.auth import session_token
 
 
 def test_page_and_assets_are_served(client: Any) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import xentcore as xc
-from service.monitoring import flagged_rows
+from service.recording import flagged_rows
 from service.store.sql import SqlStore
 from tests.support.browser import CHROMIUM, FLAGS, playwright
 from tests.support.postgres import pg_unavailable, private_schema

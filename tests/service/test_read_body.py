@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from starlette.requests import Request
 
-from service.batch import PREALLOCATE_FROM, read_body
+from service.http import PREALLOCATE_FROM, read_body
 
 
 def _request(body: bytes, headers: dict[str, str], piece: int = 65_536) -> Request:

@@ -1,6 +1,6 @@
 """Prometheus metrics with several uvicorn workers (prometheus_client multiprocess mode).
 
-In-process: the bulk histogram observe on file-backed values, the sum over workers' files, the
+In-process: the array histogram on file-backed values, the sum over workers' files, the
 gauge files of dead workers, and the CLI's multiprocess directory. Then ``xent serve --workers 2``
 as a real process: /metrics shows the exact totals of both workers, whichever one answers.
 """
@@ -24,8 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import xentcore as xc
 from service.cli import MULTIPROC_ENV, prometheus_multiprocess
-from service.metrics import Metrics
-from service.monitoring import StreamMetrics, _observe_all
+from service.metrics import ArrayHistogram, Metrics, StreamMetrics, fold_histograms
 from tests.support.server import xent_serve
 
 #: Above Linux's PID_MAX_LIMIT (2**22): no process ever has this id.
@@ -58,27 +57,30 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
 
 
-def test_bulk_observe_equals_observe_on_file_values(multiprocess: Path) -> None:
+def test_array_histogram_equals_observe_on_file_values(multiprocess: Path) -> None:
     rng = np.random.default_rng(1)
     data = np.concatenate([rng.random(400) * 3, [0.0, 0.1, 0.5, 1.0, 2.0, np.nan]])
     buckets = (0.1, 0.2, 0.5, 1.0, 2.0)
     one = Histogram("one", "h", ["stream"], buckets=buckets, registry=None).labels("s")
-    bulk = Histogram("bulk", "h", ["stream"], buckets=buckets, registry=None).labels("s")
+    bulk = ArrayHistogram("bulk", "h", ["stream"], buckets=buckets, registry=None)
     assert type(one._sum).__name__ == "MmapedValue"  # the file-backed cells are under test
     for v in data[~np.isnan(data)]:
         one.observe(float(v))
-    _observe_all(bulk, data)
-    _observe_all(bulk, data[:0])  # nothing to add: no change
+    for part in np.array_split(data, 3):  # three batches, as from three requests
+        bulk.observe(part, "s")
+    bulk.observe(data[:0], "s")  # nothing to add: no change
     collector = MultiProcessCollector(None, path=str(multiprocess))  # type: ignore[no-untyped-call]
+    folded = list(fold_histograms(collector.collect(), [bulk]))  # type: ignore[no-untyped-call]
+    assert not [f.name for f in folded if f.name.startswith("xent_internal")]
     families = {
         f.name: {(s.name.removeprefix(f.name), s.labels.get("le", "")): s.value for s in f.samples}
-        for f in collector.collect()  # type: ignore[no-untyped-call]
+        for f in folded
     }
     assert families["one"].keys() == families["bulk"].keys()
     assert families["one"][("_count", "")] == data.size - 1  # the NaN is not observed
     for key, expected in families["one"].items():
         got = families["bulk"][key]
-        if key[0] == "_sum":  # one addition instead of many: equal up to rounding
+        if key[0] == "_sum":  # one addition per batch instead of many: equal up to rounding
             assert got == expected or np.isclose(got, expected, rtol=1e-12), key
         else:  # bucket and total counts are exact
             assert got == expected, key
@@ -111,6 +113,12 @@ def test_metrics_sum_over_processes_and_forget_dead_gauges(
     assert samples["xent_scoring_in_flight", ()] == 1  # its requests in flight do not
     assert samples["xent_stream_items_scored_total", (("stream", "s"), ("task", "binary"))] == 6
     assert samples["xent_stream_item_loss_count", (("stream", "s"), ("task", "binary"))] == 6
+    stream = (("stream", "s"), ("task", "binary"))
+    assert samples["xent_stream_item_confidence_bucket", (("le", "+Inf"), *stream)] == 6
+    assert samples["xent_stream_item_confidence_sum", stream] == pytest.approx(
+        2 * float(result.confidence.sum()), rel=1e-12
+    )
+    assert not any(name.startswith("xent_internal") for name, _ in samples)  # never exposed
     assert samples["xent_store_errors_total", ()] == 0
     assert not (multiprocess / f"gauge_livesum_{DEAD_PID}.db").exists()
     assert (multiprocess / f"counter_{DEAD_PID}.db").exists()

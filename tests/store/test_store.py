@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 import xentcore as xc
-from service.monitoring import flagged_rows, record_batch
-from service.store.sql import SqlStore, decode_cursor
+from service.recording import flagged_rows, record_batch
+from service.store import InvalidCursor, ReconnectingStore, Store
+from service.store.sql import SqlStore
 from tests.support.postgres import pg_unavailable, private_schema
 from xentcore.summary import BatchSummary, figures, summarize
 
@@ -137,12 +139,25 @@ def test_flagged_items_newest_first_with_cursor(store: SqlStore) -> None:
     assert page1[0]["id"] == "i3" and page1[1]["id"] == "i2"
     assert page1[1]["predicted"] == "b" and page1[1]["label"] == "b"
     assert page1[1]["reasons"] == ["low_confidence"]
-    assert cursor is not None and decode_cursor(cursor) > 0
-    page2, cursor2 = store.flagged("f", limit=2, cursor=decode_cursor(cursor))
+    assert cursor is not None and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cursor)  # route's pattern
+    page2, cursor2 = store.flagged("f", limit=2, cursor=cursor)  # opaque: passed back as is
     assert [item["index"] for item in page2] == [1]
     assert page2[0]["id"] == 11  # an integer id stays an integer
     assert page2[0]["reasons"] == ["low_confidence", "misclassified"]
     assert cursor2 is None
+    # through the reconnecting wrapper the service uses, the same pages
+    wrapped: Store = ReconnectingStore(lambda: store)
+    assert wrapped.flagged("f", limit=2, cursor=cursor) == (page2, None)
+
+
+@pytest.mark.parametrize("bad", ["not-a-cursor", "", "MA", "LTE", "_w", "AAAA"])
+def test_a_cursor_not_handed_out_is_invalid(store: SqlStore, bad: str) -> None:
+    # "MA" is "0", "LTE" is "-1": out of range; "_w" and "AAAA" are not UTF-8 digits
+    with pytest.raises(InvalidCursor) as caught:
+        store.flagged("f", cursor=bad)
+    assert isinstance(caught.value, ValueError)
+    with pytest.raises(InvalidCursor):
+        ReconnectingStore(lambda: store).flagged("f", cursor=bad)
 
 
 def test_store_failure_is_reported_not_raised(tmp_path: Path) -> None:

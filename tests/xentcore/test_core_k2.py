@@ -14,6 +14,7 @@ import pytest
 
 import xentcore as xc
 from xentcore import multiclass
+from xentcore.types import ScoreOptions
 
 METHODS = ["max_probability", "margin", "entropy", "true_class"]
 
@@ -50,19 +51,16 @@ CASES = _cases()
 def test_pair_path_matches_the_explicit_log_softmax(
     name: str, z: np.ndarray, y: np.ndarray, options: dict[str, Any], method: str
 ) -> None:
-    got = multiclass.sweep(z, "logits", eps=1e-16, method=method, index=y, **options)  # type: ignore[arg-type]
-    want = multiclass._general(
-        z.astype(np.float64),
-        "logits",
-        1e-16,
-        method,  # type: ignore[arg-type]
-        y,
-        None,
-        options.get("weights"),
-        options.get("smoothing", 0.0),
-        0.0,
-        None,
+    o = ScoreOptions(
+        task="multiclass",
+        input_type="logits",
+        clip_eps=1e-16,
+        confidence=method,  # type: ignore[arg-type]
+        class_weights=options.get("weights"),
+        label_smoothing=options.get("smoothing", 0.0),
     )
+    got = multiclass.sweep(z, o, index=y)
+    want = multiclass._general(z.astype(np.float64), y, None, o)
     np.testing.assert_array_equal(got.predicted, want.predicted)
     assert got.loss is not None and want.loss is not None
     # the general kernel's log(s) rounds tiny losses to ~1e-16 absolute: hence atol

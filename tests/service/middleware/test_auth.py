@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from service.auth import key_matches
+from service.middleware.auth import key_matches
 
 BODY = {"predictions": [0.5, 0.9]}
 KEYS = "k1-0123456789,second-key"

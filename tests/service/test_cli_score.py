@@ -1,7 +1,12 @@
-"""``xent score``: chunked offline scoring of .npy / .npz files equals scoring in memory."""
+"""``xent score``: the command over ``xentcore.files`` (its flags, output, exit status, files).
+
+The chunked scoring itself (chunks equal the in-memory answer, .npz members, Fortran order,
+warnings, global row indices) is tested in tests/xentcore/test_files.py.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -13,7 +18,8 @@ import pytest
 
 import xentcore as xc
 from service.cli import main
-from service.offline import MAX_JSON_INDICES
+from service.progress import ProgressBar
+from xentcore.files import MAX_JSON_INDICES, open_rows, score_file
 
 N, K = 2_345, 7
 
@@ -55,44 +61,45 @@ def assert_same(out: dict[str, Any], ref: xc.ScoreResult) -> None:
     assert out["flagged"]["indices_truncated"] == (ref.flagged_indices.size > MAX_JSON_INDICES)
 
 
-@pytest.mark.parametrize("input_type", ["logits", "probabilities"])
-@pytest.mark.parametrize("with_labels", [True, False])
-def test_many_chunks_equal_in_memory(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], input_type: str, with_labels: bool
-) -> None:
-    x = _logits() if input_type == "logits" else _probabilities()
-    y = _labels()
+def test_flags_reach_the_library(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``xent score --json`` prints ``score_file(...).as_json()`` for the options its flags
+    name, and that is the in-memory answer; ``--per-item`` writes the per-item columns."""
+    x, y = _logits(), _labels()
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
-    labels = ["--labels", str(tmp_path / "y.npy")] if with_labels else []
-    flag = ["--flag-min-confidence", "0.6"]
     items = tmp_path / "items.npz"
     out = run_json(
         capsys,
         str(tmp_path / "x.npy"),
-        *labels,
+        "--labels",
+        str(tmp_path / "y.npy"),
         "--input-type",
-        input_type,
-        *flag,
+        "logits",
+        "--flag-min-confidence",
+        "0.6",
         "--chunk-rows",
         "100",
         "--per-item",
         str(items),
     )
-    ref = xc.score(
-        x, y if with_labels else None, input_type=input_type, flag={"min_confidence": 0.6}
-    )
+    options: dict[str, Any] = {"input_type": "logits", "flag": {"min_confidence": 0.6}}
+    predictions, labels = open_rows(str(tmp_path / "x.npy")), open_rows(str(tmp_path / "y.npy"))
+    try:
+        library = score_file(predictions, labels, options=options, chunk_rows=100)
+    finally:
+        predictions.close()
+        labels.close()
+    assert out == json.loads(json.dumps(library.as_json()))
+    ref = xc.score(x, y, **options)
     assert_same(out, ref)
     assert ref.flagged_indices.size > 0  # the flags cross chunk boundaries
     with np.load(items) as z:
+        assert sorted(z.files) == ["confidence", "flagged", "loss", "predicted"]
         np.testing.assert_array_equal(z["confidence"], ref.confidence)
         np.testing.assert_array_equal(z["predicted"], ref.predicted_index)
         np.testing.assert_array_equal(z["flagged"], ref.flagged)
-        if with_labels:
-            assert ref.item_loss is not None
-            np.testing.assert_array_equal(z["loss"], ref.item_loss)
-        else:
-            assert "loss" not in z.files
+        assert ref.item_loss is not None
+        np.testing.assert_array_equal(z["loss"], ref.item_loss)
 
 
 def test_ignored_labels_and_misclassified_flag(
@@ -124,15 +131,15 @@ def test_ignored_labels_and_misclassified_flag(
     assert_same(out, ref)
 
 
-@pytest.mark.parametrize("compressed", [False, True])
-def test_npz_members(tmp_path: Path, capsys: pytest.CaptureFixture[str], compressed: bool) -> None:
-    x, y = _logits(), _labels()
-    path = tmp_path / "eval.npz"
-    (np.savez_compressed if compressed else np.savez)(path, logits=x, y=y)
-    out = run_json(
-        capsys, f"{path}:logits", "--labels", f"{path}:y", "--input-type=logits", "--chunk-rows=99"
-    )
-    assert_same(out, xc.score(x, y, input_type="logits"))
+def test_flag_max_loss_and_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    x, y = _probabilities(), _labels()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    argv = [str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--chunk-rows=300"]
+    out = run_json(capsys, *argv, "--task=multiclass", "--flag-max-loss=2.5")
+    ref = xc.score(x, y, task="multiclass", flag={"min_confidence": 0.5, "max_loss": 2.5})
+    assert_same(out, ref)
+    assert ref.flagged_indices.size != xc.score(x, y).flagged_indices.size  # max_loss counts
 
 
 def test_npz_default_member_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,54 +148,6 @@ def test_npz_default_member_names(tmp_path: Path, capsys: pytest.CaptureFixture[
     np.savez(path, predictions=x, labels=y)
     out = run_json(capsys, str(path), "--labels", str(path), "--chunk-rows=500")
     assert_same(out, xc.score(x, y))
-
-
-def test_binary_and_fortran_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rng = np.random.default_rng(3)
-    p, t = rng.random(1_000), rng.integers(0, 2, 1_000)
-    np.save(tmp_path / "p.npy", p)
-    np.save(tmp_path / "t.npy", t)
-    out = run_json(capsys, str(tmp_path / "p.npy"), "--labels", str(tmp_path / "t.npy"))
-    assert_same(out, xc.score(p, t))
-    x, y = np.asfortranarray(_probabilities()), _labels()
-    np.savez_compressed(tmp_path / "f.npz", predictions=x, labels=y)
-    f = str(tmp_path / "f.npz")
-    assert_same(run_json(capsys, f, "--labels", f, "--chunk-rows=50"), xc.score(x, y))
-
-
-def test_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    np.save(tmp_path / "x.npy", _probabilities())
-    np.save(tmp_path / "y.npy", _labels())
-    out = run_json(capsys, str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"))
-    assert list(out) == [
-        "task",
-        "n_items",
-        "n_classes",
-        "loss",
-        "accuracy",
-        "confidence",
-        "flagged",
-        "warnings",
-    ]
-    assert set(out["loss"]) == {"mean", "sum", "n_scored"}
-    assert set(out["confidence"]) == {"method", "mean"}
-    assert set(out["flagged"]) == {"count", "rate", "indices", "indices_truncated"}
-    assert out["flagged"]["rate"] == out["flagged"]["count"] / N
-
-
-def test_clip_warnings_add_up_across_chunks(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    p = np.zeros((300, 3))
-    p[:, 0] = 1.0
-    y = np.zeros(300, dtype=np.int64)
-    np.save(tmp_path / "p.npy", p)
-    np.save(tmp_path / "y.npy", y)
-    ref = xc.score(p, y)
-    out = run_json(
-        capsys, str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--chunk-rows=7"
-    )
-    assert out["warnings"] == ref.warnings and ref.warnings
 
 
 def test_human_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -352,3 +311,18 @@ def test_no_flags_write_an_empty_file(tmp_path: Path, capsys: pytest.CaptureFixt
     out = run_json(capsys, str(tmp_path / "p.npy"), "--flagged-out", str(tmp_path / "f.txt"))
     assert out["flagged"] == {"count": 0, "rate": 0.0, "indices": [], "indices_truncated": False}
     assert (tmp_path / "f.txt").read_text() == ""
+
+
+def test_progress_bar() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(2_000, stream=stream, width=10)
+    bar.update(500)  # the first update draws
+    bar.update(1_000)  # drawn only if 0.1 s passed since
+    bar.close(2_000)
+    lines = stream.getvalue().split("\r")[1:]
+    assert lines[0].startswith("[##--------]  25.0% 500/2,000 rows ")
+    assert lines[-1].startswith("[##########] 100.0% 2,000/2,000 rows ")
+    assert len(lines) in (2, 3) and lines[-1].endswith("s\n")
+    empty = io.StringIO()
+    ProgressBar(0, stream=empty).close(0)
+    assert "100.0% 0/0 rows" in empty.getvalue()

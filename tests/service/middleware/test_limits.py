@@ -162,16 +162,18 @@ def test_in_flight_limit_answers_503(settings_for: Any) -> None:
 
 
 def test_large_bodies_are_scored_off_the_event_loop(make_client: Any, monkeypatch: Any) -> None:
-    import service.batch
+    import service.api.pipeline
+    import service.http
 
     hops: list[str] = []
-    real = service.batch.in_thread
+    real = service.http.in_thread
 
     async def counting(work: Any) -> Any:
         hops.append("thread")
         return await real(work)
 
-    monkeypatch.setattr(service.batch, "in_thread", counting)
+    monkeypatch.setattr(service.http, "in_thread", counting)  # parse + score, and the dump
+    monkeypatch.setattr(service.api.pipeline, "in_thread", counting)  # the store write
     client = make_client(inline_body_bytes=100)
     small = client.post("/v1/score", json={"predictions": [0.5, 0.9]})
     assert small.status_code == 200 and hops == []

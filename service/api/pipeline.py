@@ -1,0 +1,160 @@
+"""The one skeleton of every scoring route: read the body, parse and score, record, answer.
+
+Parsing and scoring run inline for a small body and in a worker thread for a large one
+(``http.compute``); the store write, when the request names a ``stream``, always runs in a
+thread (``recording`` never raises); the view's JSON is made like the scoring. What differs
+between routes is a :class:`Route`: how to parse and score the body, how to record the result,
+and how to shape the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from service.api.views import BatchContext, sequences_view
+from service.convert import score_request, score_sequences_request
+from service.http import Body, compute, dumps, header_length, in_thread, json_response, read_body
+from service.metrics import Metrics
+from service.parsing import Parsed, parse_batch, parse_sequences
+from service.recording import record_batch, record_sequences
+from service.schemas import BatchRequest, SequencesRequest
+from service.settings import Settings
+from xentcore import ScoreResult, SequenceResult
+from xentcore.validate import Batch
+
+__all__ = ["SEQUENCES", "Extra", "Route", "View", "run", "run_batch"]
+
+B = TypeVar("B", bound=BatchRequest)
+Q = TypeVar("Q")  # the parsed request model
+R = TypeVar("R")  # the xentcore result
+
+View = Callable[[BatchContext, ScoreResult], dict[str, Any]]
+#: More response fields computed from the scored batch (calibration), off the event loop.
+Extra = Callable[[Parsed[B], Batch, ScoreResult], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Scored(Generic[Q, R]):
+    """A parsed request, its result, and the view's extra fields."""
+
+    request: Q
+    result: R
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Route(Generic[Q, R]):
+    """What one scoring route adds to the skeleton.
+
+    ``score(body, header_length, settings)`` parses and scores (off the event loop for a large
+    body); ``stream(request)`` names the stream to record under (None: not recorded);
+    ``record(http_request, scored, metrics)`` writes it (in a thread, never raises);
+    ``answer(scored, recorded)`` is the response body; ``count(scored)`` is the
+    (endpoint, task, items) of ``xent_items_scored_total``.
+    """
+
+    score: Callable[[Body, int | None, Settings], Scored[Q, R]]
+    stream: Callable[[Q], str | None]
+    record: Callable[[Request, Scored[Q, R], Metrics], bool]
+    answer: Callable[[Scored[Q, R], bool | None], dict[str, Any]]
+    count: Callable[[Scored[Q, R]], tuple[str, str, int]]
+
+
+async def run(request: Request, route: Route[Q, R]) -> Response:
+    """Serve one scoring request along ``route``."""
+    body = await read_body(request)
+    settings: Settings = request.app.state.settings
+    metrics: Metrics = request.app.state.metrics
+    length = header_length(request)
+    scored = await compute(lambda: route.score(body, length, settings), len(body), settings)
+    recorded = None
+    if route.stream(scored.request) is not None:  # a database write: never on the event loop
+        recorded = await in_thread(lambda: route.record(request, scored, metrics))
+    endpoint, task, n_items = route.count(scored)
+    metrics.items.labels(endpoint, task).inc(n_items)
+    answer = await compute(lambda: dumps(route.answer(scored, recorded)), len(body), settings)
+    return json_response(answer)
+
+
+def _record_batch(request: Request, scored: Scored[B, ScoreResult], m: Metrics) -> bool:
+    req = scored.request
+    assert req.stream is not None
+    return record_batch(
+        request.app.state.store,
+        stream=req.stream,
+        task=scored.result.task,
+        result=scored.result,
+        ids=req.ids,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        metrics=m.streams,
+    )
+
+
+async def run_batch(
+    request: Request,
+    model: type[B],
+    view: View,
+    *,
+    endpoint: str,
+    extra: Extra[B] | None = None,
+) -> Response:
+    """A batch route (``/v1/score``, ``/loss``, ``/confidence``, ``/flag``, ``/calibration``):
+    ``view`` shapes the answer; ``extra(parsed, batch, result)``, when given, computes more
+    fields from the batch already scored (calibration) for the view to place."""
+
+    def score(body: Body, length: int | None, settings: Settings) -> Scored[B, ScoreResult]:
+        parsed = parse_batch(body, model, header_length=length, settings=settings)
+        batch, result = score_request(parsed, settings)
+        more = extra(parsed, batch, result) if extra is not None else {}
+        return Scored(parsed.request, result, more)
+
+    def answer(scored: Scored[B, ScoreResult], recorded: bool | None) -> dict[str, Any]:
+        req = scored.request
+        return view(BatchContext(req, req.ids, recorded, scored.extra), scored.result)
+
+    route: Route[B, ScoreResult] = Route(
+        score=score,
+        stream=lambda req: req.stream,
+        record=_record_batch,
+        answer=answer,
+        count=lambda s: (endpoint, s.result.task, s.result.n_items),
+    )
+    return await run(request, route)
+
+
+def _score_sequences(
+    body: Body, length: int | None, settings: Settings
+) -> Scored[SequencesRequest, SequenceResult]:
+    parsed = parse_sequences(body, header_length=length, settings=settings)
+    return Scored(parsed.request, score_sequences_request(parsed, settings), {})
+
+
+def _record_sequences(
+    request: Request, scored: Scored[SequencesRequest, SequenceResult], m: Metrics
+) -> bool:
+    req = scored.request
+    assert req.stream is not None
+    ids = [seq.id for seq in req.sequences]
+    return record_sequences(
+        request.app.state.store,
+        stream=req.stream,
+        result=scored.result,
+        ids=None if all(i is None for i in ids) else ids,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        metrics=m.streams,
+    )
+
+
+#: ``POST /v1/sequences/score``.
+SEQUENCES: Route[SequencesRequest, SequenceResult] = Route(
+    score=_score_sequences,
+    stream=lambda req: req.stream,
+    record=_record_sequences,
+    answer=lambda s, recorded: sequences_view(s.request, s.result, recorded),
+    count=lambda s: ("sequences", "sequences", len(s.request.sequences)),
+)

@@ -1,0 +1,211 @@
+"""Response bodies of the batch routes: each view picks, from the scored batch, the fields its
+route returns (API.md section 4). Numpy arrays go to ``http.dumps`` as they are (orjson writes
+them natively); nothing here computes a number."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.parsing import Parsed
+from service.schemas import BatchRequest, CalibrationRequest, SequencesRequest
+from xentcore import ScoreResult, SequenceResult
+from xentcore.calibration import calibrate
+from xentcore.flags import flagged_rows
+from xentcore.validate import Batch
+
+__all__ = [
+    "BatchContext",
+    "calibration_figures",
+    "calibration_view",
+    "confidence_view",
+    "flag_view",
+    "loss_view",
+    "score_view",
+    "sequences_view",
+]
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What a view needs besides the result: the request, its ids, whether the batch was
+    recorded, and the fields an ``extra`` step computed (calibration)."""
+
+    request: BatchRequest
+    ids: list[Any] | None
+    recorded: bool | None
+    extra: dict[str, Any]
+
+
+def _head(result: ScoreResult) -> dict[str, Any]:
+    return {"task": result.task, "n_items": result.n_items, "n_classes": result.n_classes}
+
+
+def _tail(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
+    return {"warnings": result.warnings, "recorded": ctx.recorded}
+
+
+def _with_ids(columns: dict[str, Any], ids: list[Any] | None) -> dict[str, Any]:
+    if ids is not None:
+        columns["ids"] = ids
+    return columns
+
+
+def _loss(result: ScoreResult) -> dict[str, Any] | None:
+    if result.loss_sum is None:
+        return None
+    return {"mean": result.loss_mean, "sum": result.loss_sum, "n_scored": result.n_scored}
+
+
+def _confidence(result: ScoreResult) -> dict[str, Any]:
+    return {"method": result.confidence_method, "mean": result.confidence_mean}
+
+
+def _flagged(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
+    indices = result.flagged_indices
+    out: dict[str, Any] = {
+        "count": int(indices.size),
+        "rate": indices.size / result.n_items,
+        "indices": indices,
+    }
+    if ctx.ids is not None:
+        out["ids"] = [ctx.ids[i] for i in indices.tolist()]
+    return out
+
+
+def _predicted(result: ScoreResult) -> Any:
+    """Indices as a numpy array (orjson writes it directly); names and label sets as lists."""
+    predicted = result.predicted
+    if isinstance(predicted, np.ndarray) and predicted.dtype == object:
+        return predicted.tolist()
+    return predicted
+
+
+def score_view(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
+    out = {
+        **_head(result),
+        "loss": _loss(result),
+        "accuracy": result.accuracy,
+        "confidence": _confidence(result),
+        "flagged": _flagged(ctx, result),
+    }
+    if ctx.request.per_item:
+        out["items"] = _with_ids(
+            {
+                "loss": result.item_loss,
+                "confidence": result.confidence,
+                "predicted": _predicted(result),
+                "flagged": result.flagged,
+                "reasons": result.reasons,
+            },
+            ctx.ids,
+        )
+    return {**out, **_tail(ctx, result)}
+
+
+def loss_view(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
+    out = {**_head(result), "loss": _loss(result)}
+    if ctx.request.per_item:
+        out["items"] = _with_ids({"loss": result.item_loss}, ctx.ids)
+    return {**out, **_tail(ctx, result)}
+
+
+def confidence_view(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
+    out = {**_head(result), "confidence": _confidence(result), "accuracy": result.accuracy}
+    if ctx.request.per_item:
+        out["items"] = _with_ids(
+            {"confidence": result.confidence, "predicted": _predicted(result)}, ctx.ids
+        )
+    return {**out, **_tail(ctx, result)}
+
+
+def flag_view(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
+    out = {**_head(result), "flagged": _flagged(ctx, result)}
+    if ctx.request.per_item:
+        out["items"] = flagged_rows(result, ctx.ids)
+    return {**out, **_tail(ctx, result)}
+
+
+def calibration_figures(
+    parsed: Parsed[CalibrationRequest], batch: Batch, result: ScoreResult
+) -> dict[str, Any]:
+    """The calibration figures of the batch the route has just scored (no second scoring)."""
+    req = parsed.request
+    c = calibrate(
+        batch,
+        result,
+        n_bins=req.n_bins,
+        strategy=req.strategy,
+        fit_temperature=req.fit_temperature,
+    )
+    out: dict[str, Any] = {
+        "n_scored": c.n_scored,
+        "ece": c.ece,
+        "mce": c.mce,
+        "brier": c.brier,
+        "nll": c.nll,
+        "bins": c.bins,
+    }
+    if req.fit_temperature:
+        out |= {"temperature": c.temperature, "nll_after": c.nll_after, "ece_after": c.ece_after}
+    return out
+
+
+def calibration_view(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
+    return {
+        "task": result.task,
+        "n_items": result.n_items,
+        "n_classes": result.n_classes,
+        **ctx.extra,
+        "warnings": result.warnings,
+        "recorded": ctx.recorded,
+    }
+
+
+def _column(values: npt.NDArray[Any]) -> list[Any]:
+    return list(values.tolist())
+
+
+def sequences_view(
+    req: SequencesRequest, r: SequenceResult, recorded: bool | None
+) -> dict[str, Any]:
+    """One object per sequence in request order, and the batch's token-weighted figures."""
+    columns = zip(
+        _column(r.n_tokens),
+        _column(r.mean_logprob),
+        _column(r.nll),
+        _column(r.perplexity),
+        _column(r.confidence),
+        _column(r.min_token_logprob),
+        _column(r.min_token_index),
+        _column(r.flagged),
+        r.reasons,
+        strict=True,
+    )
+    rows = []
+    for seq, (n, mean, nll, ppl, conf, low, low_at, flagged, reasons) in zip(
+        req.sequences, columns, strict=True
+    ):
+        row: dict[str, Any] = {} if seq.id is None else {"id": seq.id}
+        row |= {
+            "n_tokens": n,
+            "mean_logprob": mean,
+            "nll": nll,
+            "perplexity": ppl,
+            "confidence": conf,
+            "min_token_logprob": low,
+            "min_token_index": low_at,
+            "flagged": flagged,
+            "reasons": reasons,
+        }
+        rows.append(row)
+    return {
+        "sequences": rows,
+        "nll": r.batch_nll,
+        "perplexity": r.batch_perplexity,
+        "warnings": r.warnings,
+        "recorded": recorded,
+    }

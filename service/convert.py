@@ -1,0 +1,126 @@
+"""The one adapter from a parsed request to xentcore: arrays, a raw ``ScoreOptions`` and the
+flag rules. Every check and number is xentcore's; this module only renames and fills in the
+server's defaults (``XENT_SUM_TOLERANCE``, ``XENT_MIN_CONFIDENCE``)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from service.parsing import Parsed
+from service.schemas import BatchRequest, FlagRules, OpenAILogprobs, SequencesRequest
+from service.settings import Settings
+from xentcore import InputError, SequenceResult, score_sequences
+from xentcore.score import ScoreResult, score_batch
+from xentcore.sequences import CENSORED_LOGPROB, openai_logprobs
+from xentcore.types import FlagRules as CoreFlagRules
+from xentcore.types import ScoreOptions
+from xentcore.validate import Batch, check_batch, check_flag_rules, check_ids
+
+__all__ = ["flag_rules", "score_options", "score_request", "score_sequences_request"]
+
+B = TypeVar("B", bound=BatchRequest)
+
+
+def score_options(parsed: Parsed[B], settings: Settings) -> ScoreOptions:
+    """The request's options, unchecked (binary tensors in place of their refs; the server's
+    ``sum_tolerance`` when the request gives none)."""
+    req = parsed.request
+    return ScoreOptions(
+        task=req.task,
+        input_type=req.input_type,
+        class_weights=parsed.array(("class_weights",), req.class_weights),
+        sample_weights=parsed.array(("sample_weights",), req.sample_weights),
+        pos_weight=req.pos_weight,
+        label_smoothing=req.label_smoothing,
+        ignore_index=req.ignore_index,
+        focal_gamma=req.focal_gamma,
+        focal_alpha=req.focal_alpha,
+        confidence=req.confidence,
+        decision_threshold=req.decision_threshold,
+        renormalize=req.renormalize,
+        sum_tolerance=settings.sum_tolerance if req.sum_tolerance is None else req.sum_tolerance,
+        clip_eps=req.clip_eps,
+        class_names=req.class_names,
+    )
+
+
+def flag_rules(flag: FlagRules | None, settings: Settings) -> CoreFlagRules:
+    """The request's ``flag`` object (None: ``min_confidence`` = the server setting alone)."""
+    raw: dict[str, Any] | None = None if flag is None else flag.model_dump(exclude_none=True)
+    return check_flag_rules(raw, default_min_confidence=settings.min_confidence)
+
+
+def score_request(parsed: Parsed[B], settings: Settings) -> tuple[Batch, ScoreResult]:
+    """Check and score a parsed batch request (InputError -> the route's 422)."""
+    req = parsed.request
+    predictions = parsed.array(("predictions",), req.predictions)
+    labels = parsed.array(("labels",), req.labels)
+    batch = check_batch(predictions, labels, score_options(parsed, settings))
+    check_ids(req.ids, batch.n_items)
+    return batch, score_batch(batch, flag_rules(req.flag, settings))
+
+
+def _openai_content(logprobs: OpenAILogprobs) -> list[dict[str, Any]]:
+    """The content list as the mappings ``openai_logprobs`` reads (top_logprobs only where a
+    censored value needs them: building them for every token would dominate the cost)."""
+    out: list[dict[str, Any]] = []
+    for token in logprobs.content:
+        entry: dict[str, Any] = {"logprob": token.logprob}
+        if token.logprob == CENSORED_LOGPROB and token.top_logprobs:
+            entry["top_logprobs"] = [{"logprob": t.logprob} for t in token.top_logprobs]
+        out.append(entry)
+    return out
+
+
+def _token_arrays(
+    parsed: Parsed[SequencesRequest],
+) -> tuple[list[Any], list[npt.NDArray[np.int64] | None], list[str]]:
+    """One log-prob array (or list) per sequence, token positions where some were left out,
+    and the censoring warnings."""
+    arrays: list[Any] = []
+    positions: list[npt.NDArray[np.int64] | None] = []
+    warnings: list[str] = []
+    for i, seq in enumerate(parsed.request.sequences):
+        if seq.logprobs is not None:
+            values, kept, notes = openai_logprobs(_openai_content(seq.logprobs), i)
+            arrays.append(values)
+            positions.append(kept)
+            warnings.extend(notes)
+        else:
+            arrays.append(parsed.array(("sequences", i, "token_logprobs"), seq.token_logprobs))
+            positions.append(None)
+    return arrays, positions, warnings
+
+
+def score_sequences_request(parsed: Parsed[SequencesRequest], settings: Settings) -> SequenceResult:
+    """Score a parsed sequences request (OpenAI objects read as xentcore reads them; an error in
+    one is located at its ``logprobs.content``; no ``flag``: the server's ``min_confidence``)."""
+    arrays, positions, warnings = _token_arrays(parsed)
+    rules = parsed.request.flag
+    try:
+        result = score_sequences(
+            arrays,
+            min_confidence=settings.min_confidence if rules is None else rules.min_confidence,
+            min_token_probability=None if rules is None else rules.min_token_probability,
+            positions=positions,
+        )
+    except InputError as exc:
+        raise _relocated(exc, parsed.request) from None
+    result.warnings[:0] = warnings
+    return result
+
+
+def _relocated(exc: InputError, req: SequencesRequest) -> InputError:
+    """Point an error about an OpenAI-form sequence at its ``logprobs.content``."""
+    loc = exc.location
+    if (
+        len(loc) >= 3
+        and loc[0] == "sequences"
+        and isinstance(loc[1], int)
+        and req.sequences[loc[1]].logprobs is not None
+    ):
+        return InputError(("sequences", loc[1], "logprobs", "content"), exc.reason, kind=exc.kind)
+    return exc

@@ -1,0 +1,86 @@
+"""Request and response models: strict, documented, and the source of the OpenAPI page.
+
+- ``fields``: constrained scalars and ``STREAM_PATTERN``, the one stream-name pattern;
+- ``tensors``: array fields, ``TensorRef`` and the discriminated unions (``UNION_TAGS``);
+- ``requests``: the request models (strict: ``extra="forbid"``, no coercion, no NaN);
+- ``responses``: the response models.
+
+The literals (task, input type, confidence method, reason) and the default ``clip_eps`` come
+from ``xentcore.types``. Every public name is importable from ``service.schemas``.
+"""
+
+from __future__ import annotations
+
+from service.schemas.fields import STREAM_PATTERN, StreamName
+from service.schemas.requests import (
+    BatchRequest,
+    CalibrationRequest,
+    FlagRules,
+    LabelledBatchRequest,
+    OpenAILogprobs,
+    OpenAIToken,
+    OpenAITopLogprob,
+    SequenceFlagRules,
+    SequenceIn,
+    SequencesRequest,
+)
+from service.schemas.responses import (
+    Bin,
+    CalibrationResponse,
+    ConfidenceColumns,
+    ConfidenceResponse,
+    ConfidenceSummary,
+    ErrorItem,
+    FlaggedItem,
+    FlaggedSummary,
+    FlagResponse,
+    HealthResponse,
+    HTTPError,
+    LossColumns,
+    LossResponse,
+    LossSummary,
+    ScoreColumns,
+    ScoreResponse,
+    SequenceOut,
+    SequencesResponse,
+    ValidationErrorResponse,
+)
+from service.schemas.tensors import TENSOR_DTYPES, UNION_TAGS, TensorDatatype, TensorRef
+
+__all__ = [
+    "STREAM_PATTERN",
+    "TENSOR_DTYPES",
+    "UNION_TAGS",
+    "BatchRequest",
+    "Bin",
+    "CalibrationRequest",
+    "CalibrationResponse",
+    "ConfidenceColumns",
+    "ConfidenceResponse",
+    "ConfidenceSummary",
+    "ErrorItem",
+    "FlagResponse",
+    "FlagRules",
+    "FlaggedItem",
+    "FlaggedSummary",
+    "HTTPError",
+    "HealthResponse",
+    "LabelledBatchRequest",
+    "LossColumns",
+    "LossResponse",
+    "LossSummary",
+    "OpenAILogprobs",
+    "OpenAIToken",
+    "OpenAITopLogprob",
+    "ScoreColumns",
+    "ScoreResponse",
+    "SequenceFlagRules",
+    "SequenceIn",
+    "SequenceOut",
+    "SequencesRequest",
+    "SequencesResponse",
+    "StreamName",
+    "TensorDatatype",
+    "TensorRef",
+    "ValidationErrorResponse",
+]

@@ -1,0 +1,277 @@
+"""Request models: strict (``STRICT``: no unknown keys, no coercion, no NaN or infinity) and the
+source of the OpenAPI request schemas.
+
+The literals ``Task``, ``InputType`` and ``ConfidenceMethod`` and the default ``clip_eps`` come from
+``xentcore.types``, so a request accepts exactly what the core does. ``FlagRules`` here is the
+request's JSON object; ``service`` turns it into the core's frozen ``xentcore.types.FlagRules``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.schemas.fields import STRICT, Int64, StreamName, Unit
+from service.schemas.tensors import (
+    Ids,
+    LabelArray,
+    OneId,
+    PosWeight,
+    Predictions,
+    Strings,
+    VectorOrTensor,
+)
+from xentcore.types import DEFAULT_EPS, ConfidenceMethod, InputType, Task
+
+__all__ = [
+    "BatchRequest",
+    "CalibrationRequest",
+    "FlagRules",
+    "LabelledBatchRequest",
+    "OpenAILogprobs",
+    "OpenAIToken",
+    "OpenAITopLogprob",
+    "SequenceFlagRules",
+    "SequenceIn",
+    "SequencesRequest",
+]
+
+
+class FlagRules(BaseModel):
+    """Which items to flag; an item is flagged when any given rule fires."""
+
+    model_config = STRICT
+
+    min_confidence: Unit | None = Field(
+        None, description="Flag `low_confidence` when confidence < this.", examples=[0.6]
+    )
+    max_loss: Annotated[float, Field(ge=0)] | None = Field(
+        None,
+        description="Flag `high_loss` when the item's loss > this (needs labels).",
+        examples=[2.0],
+    )
+    misclassified: bool | None = Field(
+        None, description="Flag `misclassified` when predicted != label (needs labels)."
+    )
+
+
+_BATCH_EXAMPLE: dict[str, Any] = {
+    "predictions": [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.4, 0.35, 0.25]],
+    "labels": [0, 2, 0],
+    "ids": ["a", "b", "c"],
+}
+
+
+class BatchRequest(BaseModel):
+    """A batch of model outputs (README, "Endpoints"). Only `predictions` is required."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [_BATCH_EXAMPLE]},
+    )
+
+    predictions: Predictions = Field(
+        description="N numbers (binary: p of the positive class) or N rows of K numbers "
+        "(multiclass / multilabel), in the form given by `input_type`.",
+        examples=[[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]]],
+    )
+    labels: LabelArray | None = Field(
+        None,
+        description="Optional. Binary: N numbers in [0, 1] or names from `class_names`. "
+        "Multiclass: N class indices in [0, K), N names from `class_names`, or N x K target "
+        "distributions. Multilabel: N x K numbers in [0, 1].",
+        examples=[[0, 2]],
+    )
+    task: Task | None = Field(
+        None, description="Default: `binary` for 1-D predictions, `multiclass` for 2-D."
+    )
+    input_type: InputType = Field("probabilities", description="What `predictions` holds.")
+    class_weights: VectorOrTensor | None = Field(
+        None, description="Multiclass: K weights w_k (torch `weight=`)."
+    )
+    sample_weights: VectorOrTensor | None = Field(
+        None, description="N weights s_i of the reduction."
+    )
+    pos_weight: PosWeight | None = Field(
+        None, description="Binary: a number; multilabel: a number or K numbers."
+    )
+    label_smoothing: Unit = Field(0.0, description="Label smoothing e in [0, 1].")
+    ignore_index: Int64 | None = Field(
+        None,
+        description="Sparse multiclass: items with this label have no loss.",
+        examples=[-100],
+    )
+    focal_gamma: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="Focal loss gamma (0 = plain cross-entropy)."
+    )
+    focal_alpha: Unit | None = Field(None, description="Focal loss alpha.")
+    confidence: ConfidenceMethod = Field(
+        "max_probability", description="How each item's confidence is computed."
+    )
+    flag: FlagRules | None = Field(
+        None,
+        description="Flag rules. Without this object `min_confidence` = the server's "
+        "`XENT_MIN_CONFIDENCE` applies alone.",
+    )
+    decision_threshold: Unit = Field(
+        0.5, description="Binary / multilabel: predicted positive when p >= this."
+    )
+    renormalize: bool = Field(
+        False,
+        description="Divide multiclass probability rows by their sums instead of "
+        "rejecting rows that do not sum to 1.",
+    )
+    sum_tolerance: Unit | None = Field(
+        None, description="Tolerance of row sums; default the server's `XENT_SUM_TOLERANCE`."
+    )
+    clip_eps: Annotated[float, Field(gt=0, lt=0.5)] = Field(
+        DEFAULT_EPS, description="Probabilities are clipped to [eps, 1 - eps] before logs."
+    )
+    class_names: Strings | None = Field(
+        None,
+        description="K names (binary: 2, negative then positive); predictions are "
+        "reported as names and labels may be names.",
+        examples=[["cat", "dog", "bird"]],
+    )
+    ids: Ids | None = Field(
+        None, description="N item ids (all strings or all integers), echoed back."
+    )
+    per_item: bool = Field(True, description="Include the per-item `items` columns.")
+    stream: StreamName | None = None
+
+
+class LabelledBatchRequest(BatchRequest):
+    """A batch whose `labels` are required."""
+
+    labels: LabelArray = Field(
+        description="Binary: N numbers in [0, 1] or names from `class_names`. Multiclass: N "
+        "class indices in [0, K), N names, or N x K target distributions. Multilabel: N x K "
+        "numbers in [0, 1].",
+        examples=[[0, 2]],
+    )
+
+
+class CalibrationRequest(LabelledBatchRequest):
+    """A labelled binary or multiclass batch, and how to bin it."""
+
+    n_bins: Annotated[int, Field(ge=1, le=10_000)] = Field(15, description="Number of bins B.")
+    strategy: Literal["uniform", "quantile"] = Field(
+        "uniform", description="`uniform`: equal-width bins; `quantile`: equal-mass bins."
+    )
+    fit_temperature: bool = Field(
+        False,
+        description="Also fit a temperature T (logits / log-probabilities input) and "
+        "report `temperature`, `nll_after`, `ece_after`.",
+    )
+
+
+#: OpenAI objects: strict types, but unknown keys (e.g. `bytes`) are ignored, not rejected.
+OPENAI = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
+
+
+class OpenAITopLogprob(BaseModel):
+    """One of `top_logprobs` of an OpenAI token (other fields, e.g. `bytes`, are ignored)."""
+
+    model_config = OPENAI
+
+    token: str | None = None
+    logprob: Annotated[float, Field(le=0)]
+
+
+class OpenAIToken(BaseModel):
+    """One entry of an OpenAI `logprobs.content` list; -9999 means "not in the top 20"."""
+
+    model_config = OPENAI
+
+    token: str | None = None
+    logprob: Annotated[float, Field(le=0)]
+    top_logprobs: list[OpenAITopLogprob] | None = None
+
+
+class OpenAILogprobs(BaseModel):
+    """`choices[i].logprobs` of an OpenAI chat completion, as it comes (unknown keys ignored)."""
+
+    model_config = OPENAI
+
+    content: list[OpenAIToken]
+
+
+class SequenceIn(BaseModel):
+    """One generated sequence: `token_logprobs`, or an OpenAI `logprobs` object."""
+
+    model_config = STRICT
+
+    id: OneId | None = Field(None, description="Echoed back.")
+    token_logprobs: VectorOrTensor | None = Field(
+        None,
+        description="Natural-log probability (<= 0) of each token.",
+        examples=[[-0.1, -0.2, -2.0]],
+    )
+    tokens: Strings | None = Field(None, description="The tokens (same length; informative).")
+    logprobs: OpenAILogprobs | None = Field(
+        None, description="An OpenAI `choices[i].logprobs` object instead of `token_logprobs`."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SequenceIn:
+        if (self.token_logprobs is None) == (self.logprobs is None):
+            raise ValueError("give exactly one of token_logprobs and logprobs")
+        if (
+            self.tokens is not None
+            and isinstance(self.token_logprobs, list)
+            and len(self.tokens) != len(self.token_logprobs)
+        ):
+            raise ValueError(
+                f"tokens has {len(self.tokens)} entries, token_logprobs {len(self.token_logprobs)}"
+            )
+        return self
+
+
+class SequenceFlagRules(BaseModel):
+    """Which sequences to flag; only the given rules apply."""
+
+    model_config = STRICT
+
+    min_confidence: Unit | None = Field(
+        None, description="Flag `low_confidence` when exp(mean log-prob) < this."
+    )
+    min_token_probability: Unit | None = Field(
+        None,
+        description="Flag `low_token_probability` when the least likely token's "
+        "probability < this.",
+    )
+
+
+class SequencesRequest(BaseModel):
+    """Generated sequences (LLM outputs) to score by their token log-probs."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "sequences": [
+                        {"id": "a", "token_logprobs": [-0.1, -0.2, -2.0]},
+                        {
+                            "id": "b",
+                            "logprobs": {
+                                "content": [{"token": "Hi", "logprob": -0.05, "top_logprobs": []}]
+                            },
+                        },
+                    ],
+                    "flag": {"min_confidence": 0.5, "min_token_probability": 0.2},
+                }
+            ]
+        },
+    )
+
+    sequences: list[SequenceIn]
+    flag: SequenceFlagRules | None = Field(
+        None, description="Without this object `min_confidence` = `XENT_MIN_CONFIDENCE` alone."
+    )
+    stream: StreamName | None = None

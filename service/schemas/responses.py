@@ -1,0 +1,207 @@
+"""Response models: what the routes return, documented for the OpenAPI page.
+
+The routes serialize plain dicts with orjson (fast, NaN -> null); the tests check every answer
+against these models. ``Reason`` and ``ConfidenceMethod`` come from ``xentcore.types``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from xentcore.types import ConfidenceMethod, Reason, Task
+
+__all__ = [
+    "Bin",
+    "CalibrationResponse",
+    "ConfidenceColumns",
+    "ConfidenceResponse",
+    "ConfidenceSummary",
+    "ErrorItem",
+    "FlagResponse",
+    "FlaggedItem",
+    "FlaggedSummary",
+    "HTTPError",
+    "HealthResponse",
+    "LossColumns",
+    "LossResponse",
+    "LossSummary",
+    "ScoreColumns",
+    "ScoreResponse",
+    "SequenceOut",
+    "SequencesResponse",
+    "ValidationErrorResponse",
+]
+
+OUT = ConfigDict(extra="forbid")
+Predicted = int | str | list[int] | list[str]
+
+
+class LossSummary(BaseModel):
+    model_config = OUT
+    mean: float | None = Field(description="Weighted mean loss (null when nothing is scored).")
+    sum: float = Field(description="sum_i s_i loss_i over scored items.")
+    n_scored: int = Field(description="Items with a loss (labelled, not ignored).")
+
+
+class ConfidenceSummary(BaseModel):
+    model_config = OUT
+    method: ConfidenceMethod
+    mean: float | None = Field(description="Plain mean confidence over the items.")
+
+
+class FlaggedSummary(BaseModel):
+    model_config = OUT
+    count: int
+    rate: float = Field(description="count / n_items.")
+    indices: list[int] = Field(description="Indices of the flagged items, ascending.")
+    ids: list[str] | list[int] | None = Field(None, description="Their ids, when given.")
+
+
+class ScoreColumns(BaseModel):
+    """Per-item results, one array per field (index i = item i)."""
+
+    model_config = OUT
+    loss: list[float | None] | None = Field(description="null without labels / when ignored.")
+    confidence: list[float | None]
+    predicted: list[Predicted] = Field(
+        description="Class index (or name); multilabel: the list of predicted classes."
+    )
+    flagged: list[bool]
+    reasons: list[list[Reason]]
+    ids: list[str] | list[int] | None = None
+
+
+class LossColumns(BaseModel):
+    model_config = OUT
+    loss: list[float | None]
+    ids: list[str] | list[int] | None = None
+
+
+class ConfidenceColumns(BaseModel):
+    model_config = OUT
+    confidence: list[float | None]
+    predicted: list[Predicted]
+    ids: list[str] | list[int] | None = None
+
+
+class _BatchHead(BaseModel):
+    model_config = OUT
+    task: Task
+    n_items: int
+    n_classes: int
+
+
+class _BatchTail(BaseModel):
+    model_config = OUT
+    warnings: list[str] = Field(description="Short notes, e.g. how many inputs were clipped.")
+    recorded: bool | None = Field(
+        description="Whether the batch was written to the monitoring store (null: no `stream`)."
+    )
+
+
+class ScoreResponse(_BatchHead, _BatchTail):
+    loss: LossSummary | None = Field(description="null without labels.")
+    accuracy: float | None
+    confidence: ConfidenceSummary
+    flagged: FlaggedSummary
+    items: ScoreColumns | None = Field(None, description="Omitted when `per_item` is false.")
+
+
+class LossResponse(_BatchHead, _BatchTail):
+    loss: LossSummary
+    items: LossColumns | None = Field(None, description="Omitted when `per_item` is false.")
+
+
+class ConfidenceResponse(_BatchHead, _BatchTail):
+    confidence: ConfidenceSummary
+    accuracy: float | None = Field(description="null without labels.")
+    items: ConfidenceColumns | None = Field(None, description="Omitted when `per_item` is false.")
+
+
+class FlaggedItem(BaseModel):
+    model_config = OUT
+    index: int
+    id: str | int | None = None
+    confidence: float | None
+    loss: float | None
+    reasons: list[Reason]
+
+
+class FlagResponse(_BatchHead, _BatchTail):
+    flagged: FlaggedSummary
+    items: list[FlaggedItem] | None = Field(
+        None, description="The flagged items only; omitted when `per_item` is false."
+    )
+
+
+class Bin(BaseModel):
+    model_config = OUT
+    lower: float
+    upper: float
+    count: int
+    mean_confidence: float | None
+    accuracy: float | None
+
+
+class CalibrationResponse(_BatchHead, _BatchTail):
+    n_scored: int
+    ece: float | None
+    mce: float | None
+    brier: float | None
+    nll: float | None
+    bins: list[Bin]
+    temperature: float | None = None
+    nll_after: float | None = None
+    ece_after: float | None = None
+
+
+class SequenceOut(BaseModel):
+    model_config = OUT
+    id: str | int | None = None
+    n_tokens: int
+    mean_logprob: float
+    nll: float
+    perplexity: float
+    confidence: float
+    min_token_logprob: float
+    min_token_index: int
+    flagged: bool
+    reasons: list[Literal["low_confidence", "low_token_probability"]]
+
+
+class SequencesResponse(BaseModel):
+    model_config = OUT
+    sequences: list[SequenceOut]
+    nll: float = Field(description="Token-weighted: -sum of all log-probs / total tokens.")
+    perplexity: float
+    warnings: list[str]
+    recorded: bool | None
+
+
+class HealthResponse(BaseModel):
+    model_config = OUT
+    status: str
+
+
+class ErrorItem(BaseModel):
+    model_config = OUT
+    loc: list[str | int] = Field(examples=[["body", "predictions", 12]])
+    msg: str = Field(examples=["row sums to 0.87, expected 1 ± 0.0001"])
+    type: str = Field(examples=["value_error"])
+
+
+class ValidationErrorResponse(BaseModel):
+    """422: every invalid field, with its location (never the submitted value)."""
+
+    model_config = OUT
+    detail: list[ErrorItem]
+
+
+class HTTPError(BaseModel):
+    """Any other error: a short message (and, for a 500, the request id to look up)."""
+
+    model_config = OUT
+    detail: str
+    request_id: str | None = None

@@ -1,0 +1,101 @@
+"""A store that opens lazily and reopens after a failed open, so the service starts without it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from service.store.base import FlaggedRow, Store, StoredBatch, StoreUnavailable, StreamInfo
+from xentcore.summary import BatchSummary
+
+__all__ = ["ReconnectingStore"]
+
+log = logging.getLogger("xent.store")
+
+
+class ReconnectingStore:
+    """A :class:`~service.store.base.Store` that opens lazily and keeps trying after a failed open.
+
+    The service starts and scores even when the database is down at start-up; every use of the
+    store then retries the open, at most once every ``retry_seconds``, so ``/readyz`` turns 200
+    and batches are recorded again as soon as the database answers, without a restart. A use
+    while it is closed raises :class:`StoreUnavailable` (callers treat it like any store error).
+    """
+
+    def __init__(self, opener: Callable[[], Store], *, retry_seconds: float = 5.0) -> None:
+        self._opener = opener
+        self._retry = retry_seconds
+        self._store: Store | None = None
+        self._last_try = -float("inf")
+        self._lock = threading.Lock()
+
+    def current(self) -> Store:
+        """The open store, opening it if it is time to try again; raises StoreUnavailable."""
+        store = self._store
+        if store is not None:
+            return store
+        with self._lock:
+            if self._store is None and time.monotonic() - self._last_try >= self._retry:
+                self._last_try = time.monotonic()
+                try:
+                    self._store = self._opener()
+                    log.info("monitoring store opened")
+                except Exception:
+                    log.exception(
+                        "monitoring store failed to open; retrying in %.0f s", self._retry
+                    )
+            if self._store is None:
+                raise StoreUnavailable("monitoring store unavailable")
+            return self._store
+
+    def ping(self) -> bool:
+        try:
+            return self.current().ping()
+        except StoreUnavailable:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    def record(
+        self,
+        *,
+        stream: str,
+        task: str,
+        summary: BatchSummary,
+        flagged: Sequence[FlaggedRow],
+        idempotency_key: str | None = None,
+        at: float | None = None,
+    ) -> bool:
+        return self.current().record(
+            stream=stream,
+            task=task,
+            summary=summary,
+            flagged=flagged,
+            idempotency_key=idempotency_key,
+            at=at,
+        )
+
+    def batches_in(
+        self, stream: str, since: float | None = None, until: float | None = None
+    ) -> list[StoredBatch]:
+        return self.current().batches_in(stream, since, until)
+
+    def stream_names(self) -> list[StreamInfo]:
+        return self.current().stream_names()
+
+    def flagged(
+        self,
+        stream: str,
+        *,
+        since: float | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return self.current().flagged(stream, since=since, limit=limit, cursor=cursor)
