@@ -19,23 +19,11 @@ import pytest
 import xentcore as xc
 from service.cli import main
 from service.progress import ProgressBar
+from tests.support.arrays import K, N
+from tests.support.arrays import labels as _labels
+from tests.support.arrays import logits as _logits
+from tests.support.arrays import probabilities as _probabilities
 from xentcore.files import MAX_JSON_INDICES, open_rows, score_file
-
-N, K = 2_345, 7
-
-
-def _logits(seed: int = 0) -> np.ndarray[Any, Any]:
-    return np.random.default_rng(seed).normal(scale=2.0, size=(N, K)).astype(np.float32)
-
-
-def _probabilities(seed: int = 1) -> np.ndarray[Any, Any]:
-    p: np.ndarray[Any, Any] = np.random.default_rng(seed).random((N, K)) + 1e-3
-    p /= p.sum(axis=1, keepdims=True)
-    return p
-
-
-def _labels(seed: int = 2) -> np.ndarray[Any, Any]:
-    return np.random.default_rng(seed).integers(0, K, N)
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:

@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 
 import xentcore as xc
+from tests.support.arrays import K, N
+from tests.support.arrays import labels as _labels
+from tests.support.arrays import logits as _logits
+from tests.support.arrays import probabilities as _probabilities
 from xentcore.files import (
     MAX_JSON_INDICES,
     FileError,
@@ -21,22 +25,6 @@ from xentcore.files import (
     score_file,
     write_indices,
 )
-
-N, K = 2_345, 7
-
-
-def _logits(seed: int = 0) -> np.ndarray[Any, Any]:
-    return np.random.default_rng(seed).normal(scale=2.0, size=(N, K)).astype(np.float32)
-
-
-def _probabilities(seed: int = 1) -> np.ndarray[Any, Any]:
-    p: np.ndarray[Any, Any] = np.random.default_rng(seed).random((N, K)) + 1e-3
-    p /= p.sum(axis=1, keepdims=True)
-    return p
-
-
-def _labels(seed: int = 2) -> np.ndarray[Any, Any]:
-    return np.random.default_rng(seed).integers(0, K, N)
 
 
 def score_paths(
