@@ -7,6 +7,7 @@ returns and decodes the one it is given, raising :class:`InvalidCursor` for any 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -20,11 +21,36 @@ __all__ = [
     "StoreUnavailable",
     "StoredBatch",
     "StreamInfo",
+    "decode_cursor",
+    "encode_cursor",
 ]
+
+#: Row ids are 64-bit signed integers (SQL BIGINT): a cursor beyond them is not one of ours.
+_MAX_ROW_ID = 2**63 - 1
 
 
 class InvalidCursor(ValueError):
     """A page cursor this store did not hand out (the route answers 422 on ``cursor``)."""
+
+
+def encode_cursor(row_id: int) -> str:
+    """The ``next_cursor`` of a page ending at ``row_id``: its decimal digits, URL-safe base64
+    without padding. Every store uses this one format, so a cursor can be checked (and refused
+    with a 422) even while the database is unreachable."""
+    return base64.urlsafe_b64encode(str(row_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The row id behind a ``next_cursor``; :class:`InvalidCursor` when it is not one (not
+    base64, not a decimal integer, or outside 1 .. 2**63 - 1)."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    try:
+        value = int(base64.urlsafe_b64decode(padded.encode()).decode())
+    except ValueError:  # not base64, not UTF-8 or not an integer (binascii.Error included)
+        raise InvalidCursor(f"not a cursor of this store: {cursor[:64]!r}") from None
+    if not 0 < value <= _MAX_ROW_ID:
+        raise InvalidCursor("cursor out of range")
+    return value
 
 
 class StoreUnavailable(RuntimeError):

@@ -8,7 +8,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.store.base import FlaggedRow, Store, StoredBatch, StoreUnavailable, StreamInfo
+from service.store.base import (
+    FlaggedRow,
+    Store,
+    StoredBatch,
+    StoreUnavailable,
+    StreamInfo,
+    decode_cursor,
+)
 from xentcore.summary import BatchSummary
 
 __all__ = ["ReconnectingStore"]
@@ -98,4 +105,6 @@ class ReconnectingStore:
         limit: int = 100,
         cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
+        if cursor is not None:
+            decode_cursor(cursor)  # a bad cursor is the client's 422, even with the store down
         return self.current().flagged(stream, since=since, limit=limit, cursor=cursor)

@@ -9,7 +9,6 @@ keeps several worker processes writing at once without "database is locked" fail
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -21,7 +20,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from service.store.base import FlaggedRow, InvalidCursor, StoredBatch, StreamInfo
+from service.store.base import FlaggedRow, StoredBatch, StreamInfo, decode_cursor, encode_cursor
 from xentcore.summary import BatchSummary
 
 __all__ = ["SCHEMA_VERSION", "SqlStore", "engine_for"]
@@ -127,23 +126,6 @@ def engine_for(url: str) -> Engine:
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-def _encode_cursor(row_id: int) -> str:
-    """The ``next_cursor`` of a page ending at ``row_id``: its decimal digits, URL-safe base64."""
-    return base64.urlsafe_b64encode(str(row_id).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    """The row id behind a ``next_cursor``; :class:`InvalidCursor` when it is not one of ours."""
-    padded = cursor + "=" * (-len(cursor) % 4)
-    try:
-        value = int(base64.urlsafe_b64decode(padded.encode()).decode())
-    except ValueError:  # not base64, not UTF-8 or not an integer (binascii.Error included)
-        raise InvalidCursor(f"not a cursor of this store: {cursor[:64]!r}") from None
-    if value <= 0:
-        raise InvalidCursor("cursor out of range")
-    return value
 
 
 class SqlStore:
@@ -333,7 +315,7 @@ class SqlStore:
         Pages follow the row id downwards (``id < cursor``), so rows written while a client
         pages never shift a page. Raises :class:`InvalidCursor` for a cursor not made here.
         """
-        after = None if cursor is None else _decode_cursor(cursor)
+        after = None if cursor is None else decode_cursor(cursor)
         q = (
             sa.select(flagged_items)
             .where(flagged_items.c.stream == stream)
@@ -360,4 +342,4 @@ class SqlStore:
             for r in rows[:limit]
         ]
         more = len(rows) > limit
-        return items, (_encode_cursor(int(rows[limit - 1]["id"])) if more and limit else None)
+        return items, (encode_cursor(int(rows[limit - 1]["id"])) if more and limit else None)

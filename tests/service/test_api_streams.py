@@ -196,6 +196,10 @@ def test_store_down_still_scores(make_client: Any, tmp_path: Any) -> None:
     assert client.get("/readyz").status_code == 503
     assert client.get("/v1/streams").status_code == 503
     assert "xent_store_errors_total 1.0" in client.get("/metrics").text
+    # a bad cursor stays the client's 422 while the store is down; a good one waits (503)
+    bad = client.get("/v1/streams/s/flagged", params={"cursor": "zzzz"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "cursor"]
+    assert client.get("/v1/streams/s/flagged", params={"cursor": "NQ"}).status_code == 503
 
 
 def test_store_recovers_without_restart(make_client: Any, tmp_path: Any) -> None:

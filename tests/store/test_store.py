@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import xentcore as xc
 from service.recording import flagged_rows, record_batch
 from service.store import InvalidCursor, ReconnectingStore, Store
+from service.store.base import StoreUnavailable, encode_cursor
 from service.store.sql import SqlStore
 from tests.support.postgres import pg_unavailable, private_schema
 from xentcore.summary import BatchSummary, figures, summarize
@@ -150,7 +151,10 @@ def test_flagged_items_newest_first_with_cursor(store: SqlStore) -> None:
     assert wrapped.flagged("f", limit=2, cursor=cursor) == (page2, None)
 
 
-@pytest.mark.parametrize("bad", ["not-a-cursor", "", "MA", "LTE", "_w", "AAAA"])
+#: "OTIyMzM3MjAzNjg1NDc3NTgwOA" is 2**63: beyond a BIGINT row id (once a 503 from the database)
+@pytest.mark.parametrize(
+    "bad", ["not-a-cursor", "", "MA", "LTE", "_w", "AAAA", "OTIyMzM3MjAzNjg1NDc3NTgwOA"]
+)
 def test_a_cursor_not_handed_out_is_invalid(store: SqlStore, bad: str) -> None:
     # "MA" is "0", "LTE" is "-1": out of range; "_w" and "AAAA" are not UTF-8 digits
     with pytest.raises(InvalidCursor) as caught:
@@ -158,6 +162,17 @@ def test_a_cursor_not_handed_out_is_invalid(store: SqlStore, bad: str) -> None:
     assert isinstance(caught.value, ValueError)
     with pytest.raises(InvalidCursor):
         ReconnectingStore(lambda: store).flagged("f", cursor=bad)
+
+
+def test_a_bad_cursor_is_refused_even_while_the_store_is_down() -> None:
+    def cannot_open() -> Store:
+        raise OSError("database down")
+
+    down = ReconnectingStore(cannot_open)
+    with pytest.raises(InvalidCursor):
+        down.flagged("f", cursor="zzzz")
+    with pytest.raises(StoreUnavailable):  # a good cursor waits for the store
+        down.flagged("f", cursor=encode_cursor(5))
 
 
 def test_store_failure_is_reported_not_raised(tmp_path: Path) -> None:
