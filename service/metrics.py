@@ -35,7 +35,6 @@ from prometheus_client.utils import floatToGoString
 from xentcore.histogram import bucket_counts
 from xentcore.score import ScoreResult
 from xentcore.sequences import SequenceResult
-from xentcore.summary import summarize_sequences
 from xentcore.types import FloatArray
 
 __all__ = ["OTHER_STREAM", "ArrayHistogram", "Metrics", "StreamMetrics", "multiprocess_dir"]
@@ -267,12 +266,7 @@ class StreamMetrics:
         name = self.label(stream)
         loss: FloatArray | None
         if isinstance(result, SequenceResult):
-            s = summarize_sequences(result)
-            n, loss = s.n_items, result.nll
-            counts = {
-                "low_confidence": s.low_confidence,
-                "low_token_probability": s.low_token_probability,
-            }
+            n, loss, counts = int(result.n_tokens.size), result.nll, result.counts()
         else:
             n, loss, counts = result.n_items, result.item_loss, result.masks.counts()
         self.items.labels(name, task).inc(n)

@@ -57,7 +57,7 @@ def flagged_rows(result: ScoreResult, ids: Sequence[Any] | None) -> list[Flagged
 def sequence_rows(result: SequenceResult, ids: Sequence[Any] | None) -> list[FlaggedRow]:
     """The flagged sequences of a result, as the store keeps them (loss = the NLL)."""
     rows = []
-    for i in np.flatnonzero(result.flagged).tolist():  # flagged sequences only
+    for i in result.flagged_indices.tolist():  # flagged sequences only
         rows.append(
             FlaggedRow(
                 index=i,

@@ -52,10 +52,23 @@ class SequenceResult:
     batch_perplexity: float
     warnings: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def flagged(self) -> Bool:
         """Whether each sequence is flagged by any rule."""
         return self.low_confidence | self.low_token_probability
+
+    @cached_property
+    def flagged_indices(self) -> npt.NDArray[np.intp]:
+        """Indices of the flagged sequences, ascending."""
+        return np.flatnonzero(self.flagged)
+
+    def counts(self) -> dict[str, int]:
+        """Number of sequences each reason fires for (``low_confidence``,
+        ``low_token_probability``)."""
+        return {
+            "low_confidence": int(np.count_nonzero(self.low_confidence)),
+            "low_token_probability": int(np.count_nonzero(self.low_token_probability)),
+        }
 
     @cached_property
     def reasons(self) -> list[list[str]]:

@@ -105,6 +105,7 @@ def summarize(result: ScoreResult) -> BatchSummary:
 def summarize_sequences(result: SequenceResult) -> BatchSummary:
     """The summary of one scored batch of sequences (loss: token-weighted NLL)."""
     n = int(result.n_tokens.size)
+    counts = result.counts()
     return BatchSummary(
         n_items=n,
         n_scored=n,
@@ -112,9 +113,9 @@ def summarize_sequences(result: SequenceResult) -> BatchSummary:
         weight_sum=float(result.n_tokens.sum()),
         confidence_sum=float(result.confidence.sum()),
         confidence_count=n,
-        flagged=int(np.count_nonzero(result.flagged)),
-        low_confidence=int(np.count_nonzero(result.low_confidence)),
-        low_token_probability=int(np.count_nonzero(result.low_token_probability)),
+        flagged=int(result.flagged_indices.size),
+        low_confidence=counts["low_confidence"],
+        low_token_probability=counts["low_token_probability"],
     )
 
 
