@@ -19,7 +19,7 @@ import pytest
 import xentcore as xc
 from service.cli import main
 from service.progress import ProgressBar
-from tests.support.arrays import K, N
+from tests.support.arrays import K, N, assert_json_matches
 from tests.support.arrays import labels as _labels
 from tests.support.arrays import logits as _logits
 from tests.support.arrays import probabilities as _probabilities
@@ -30,23 +30,6 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
     assert main(["score", *argv, "--json"]) == 0
     out: dict[str, Any] = json.loads(capsys.readouterr().out)
     return out
-
-
-def assert_same(out: dict[str, Any], ref: xc.ScoreResult) -> None:
-    """The chunked answer equals the in-memory one (sums to float rounding, the rest exactly)."""
-    assert out["task"] == ref.task and out["n_items"] == ref.n_items
-    assert out["n_classes"] == ref.n_classes
-    if ref.loss_sum is None:
-        assert out["loss"] is None and out["accuracy"] is None
-    else:
-        assert out["loss"]["sum"] == pytest.approx(ref.loss_sum, rel=1e-12)
-        assert out["loss"]["mean"] == pytest.approx(ref.loss_mean, rel=1e-12)
-        assert out["loss"]["n_scored"] == ref.n_scored
-        assert out["accuracy"] == ref.accuracy
-    assert out["confidence"]["mean"] == pytest.approx(ref.confidence_mean, rel=1e-12)
-    assert out["flagged"]["indices"] == ref.flagged_indices[:MAX_JSON_INDICES].tolist()
-    assert out["flagged"]["count"] == ref.flagged_indices.size
-    assert out["flagged"]["indices_truncated"] == (ref.flagged_indices.size > MAX_JSON_INDICES)
 
 
 def test_flags_reach_the_library(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,7 +62,7 @@ def test_flags_reach_the_library(tmp_path: Path, capsys: pytest.CaptureFixture[s
         labels.close()
     assert out == json.loads(json.dumps(library.as_json()))
     ref = xc.score(x, y, **options)
-    assert_same(out, ref)
+    assert_json_matches(out, ref)
     assert ref.flagged_indices.size > 0  # the flags cross chunk boundaries
     with np.load(items) as z:
         assert sorted(z.files) == ["confidence", "flagged", "loss", "predicted"]
@@ -116,7 +99,7 @@ def test_ignored_labels_and_misclassified_flag(
         confidence="true_class",
         flag={"min_confidence": 0.5, "misclassified": True},
     )
-    assert_same(out, ref)
+    assert_json_matches(out, ref)
 
 
 def test_flag_max_loss_and_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,7 +109,7 @@ def test_flag_max_loss_and_task(tmp_path: Path, capsys: pytest.CaptureFixture[st
     argv = [str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--chunk-rows=300"]
     out = run_json(capsys, *argv, "--task=multiclass", "--flag-max-loss=2.5")
     ref = xc.score(x, y, task="multiclass", flag={"min_confidence": 0.5, "max_loss": 2.5})
-    assert_same(out, ref)
+    assert_json_matches(out, ref)
     assert ref.flagged_indices.size != xc.score(x, y).flagged_indices.size  # max_loss counts
 
 
@@ -135,7 +118,7 @@ def test_npz_default_member_names(tmp_path: Path, capsys: pytest.CaptureFixture[
     path = tmp_path / "eval.npz"
     np.savez(path, predictions=x, labels=y)
     out = run_json(capsys, str(path), "--labels", str(path), "--chunk-rows=500")
-    assert_same(out, xc.score(x, y))
+    assert_json_matches(out, xc.score(x, y))
 
 
 def test_human_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -216,7 +199,7 @@ def test_subprocess(tmp_path: Path) -> None:
     done = subprocess.run([*argv, "--json"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no bar when stderr is not a terminal
-    assert_same(json.loads(done.stdout), xc.score(x, y, input_type="logits"))
+    assert_json_matches(json.loads(done.stdout), xc.score(x, y, input_type="logits"))
     x[5, 0] = np.inf
     np.save(tmp_path / "x.npy", x)
     bad = subprocess.run(argv, capture_output=True, text=True, check=False)
