@@ -6,6 +6,8 @@ id, metrics, the 500 answer), API keys (401 on /v1/...), limits (415, 413, 408, 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -24,6 +26,7 @@ from service.middleware.auth import ApiKeyMiddleware
 from service.middleware.context import RequestContextMiddleware
 from service.middleware.limits import LimitsMiddleware
 from service.openapi import install_openapi
+from service.retention import retention_loop
 from service.schemas import (
     BatchRequest,
     CalibrationRequest,
@@ -67,9 +70,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             "installed): scoring uses the slower numpy fallback, with the same results"
         )
     app.state.store = await in_thread(lambda: deps.open_store(settings))
+    retention = asyncio.create_task(
+        retention_loop(lambda: app.state.store, settings, app.state.metrics.streams)
+    )
     try:
         yield
     finally:
+        retention.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retention  # expire_once never raises: only the cancellation comes back
         store, app.state.store = app.state.store, None
         await in_thread(lambda: deps.close_store(store))
 

@@ -241,6 +241,17 @@ class StreamMetrics:
             "Batches that could not be recorded in the store",
             registry=reg,
         )
+        self.expired = Counter(
+            "xent_store_expired_total",
+            "Rows deleted by retention: raw batches (with their flagged items) and rollups",
+            ["what"],
+            registry=reg,
+        )
+        self.retention_errors = Counter(
+            "xent_store_retention_errors_total",
+            "Retention passes that failed (retried at the next interval)",
+            registry=reg,
+        )
 
     @property
     def histograms(self) -> tuple[ArrayHistogram, ...]:

@@ -2,74 +2,78 @@
 
 Scoring never fails because of monitoring: :func:`record_batch` and :func:`record_sequences`
 catch every store error, log it, count it in ``xent_store_errors_total`` and return False (the
-response then says ``"recorded": false``). The flagged-row builders turn a result's flagged
-items into the rows the store keeps (:class:`service.store.FlaggedRow`).
+response then says ``"recorded": false``). The flagged-item builders turn a result's flagged
+items into the columns the store keeps (:class:`service.store.payload.FlaggedItems`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from service.metrics import StreamMetrics
-from service.store import FlaggedRow, Store
-from xentcore.flags import flagged_rows as core_flagged_rows
+from service.store import Store
+from service.store.payload import FlaggedItems, reason_bits
+from xentcore.flags import truth_columns
 from xentcore.score import ScoreResult
 from xentcore.sequences import SequenceResult
 from xentcore.summary import summarize, summarize_sequences
+from xentcore.types import REASONS
 
-__all__ = ["flagged_rows", "record_batch", "record_sequences", "sequence_rows"]
+__all__ = ["flagged_items", "record_batch", "record_sequences", "sequence_items"]
+
+#: The reasons a sequence is flagged for, in the order of its bit masks.
+SEQUENCE_REASONS = ("low_confidence", "low_token_probability")
 
 log = logging.getLogger("xent.monitoring")
 
 
-def _plain(value: Any) -> Any:
-    """A numpy scalar as its Python value (ids may come as numpy integers); else unchanged."""
-    return value.item() if isinstance(value, np.generic) else value
+def _picked(values: Sequence[Any], rows: list[int]) -> list[Any]:
+    """``values[i]`` for each i in ``rows`` (ids as the request sent them; numpy scalars are
+    written by orjson as their values)."""
+    if isinstance(values, np.ndarray):
+        return list(values[rows]) if rows else []
+    return [values[i] for i in rows]
 
 
-def _finite(value: float | None) -> float | None:
-    """None for NaN (no confidence, or no loss: an unlabelled or ignored item)."""
-    return None if value is None or math.isnan(value) else float(value)
+def flagged_items(result: ScoreResult, ids: Sequence[Any] | None) -> FlaggedItems | None:
+    """The flagged items of a result, column by column, as the store keeps them (with the
+    prediction and the true class as the response shows them); None when none is flagged."""
+    indices = result.flagged_indices
+    if indices.size == 0:
+        return None
+    predicted, label = truth_columns(result, indices)
+    rows = indices.tolist()
+    return FlaggedItems(
+        index=indices.astype(np.int64),
+        confidence=result.confidence[indices],
+        loss=None if result.item_loss is None else result.item_loss[indices],
+        reason_names=REASONS,
+        reasons=reason_bits([getattr(result.masks, name)[indices] for name in REASONS]),
+        ids=None if ids is None else _picked(ids, rows),
+        predicted=predicted,
+        label=None if result.true_class is None else label,
+    )
 
 
-def flagged_rows(result: ScoreResult, ids: Sequence[Any] | None) -> list[FlaggedRow]:
-    """The flagged items of a result as the store keeps them (xentcore's flagged rows, with
-    the prediction and the true class)."""
-    return [
-        FlaggedRow(
-            index=row["index"],
-            item_id=_plain(row["id"]) if "id" in row else None,
-            confidence=_finite(row["confidence"]),
-            loss=_finite(row["loss"]),
-            predicted=row["predicted"],
-            label=row["label"],
-            reasons=row["reasons"],
-        )
-        for row in core_flagged_rows(result, ids, truth=True)
-    ]
-
-
-def sequence_rows(result: SequenceResult, ids: Sequence[Any] | None) -> list[FlaggedRow]:
+def sequence_items(result: SequenceResult, ids: Sequence[Any] | None) -> FlaggedItems | None:
     """The flagged sequences of a result, as the store keeps them (loss = the NLL)."""
-    rows = []
-    for i in result.flagged_indices.tolist():  # flagged sequences only
-        rows.append(
-            FlaggedRow(
-                index=i,
-                item_id=None if ids is None else _plain(ids[i]),
-                confidence=float(result.confidence[i]),
-                loss=float(result.nll[i]),
-                predicted=None,
-                label=None,
-                reasons=result.reasons[i],
-            )
-        )
-    return rows
+    indices = result.flagged_indices
+    if indices.size == 0:
+        return None
+    return FlaggedItems(
+        index=indices.astype(np.int64),
+        confidence=result.confidence[indices],
+        loss=result.nll[indices],
+        reason_names=SEQUENCE_REASONS,
+        reasons=reason_bits([getattr(result, name)[indices] for name in SEQUENCE_REASONS]),
+        ids=None if ids is None else _picked(ids, indices.tolist()),
+        predicted=None,
+        label=None,
+    )
 
 
 def record_sequences(
@@ -91,7 +95,7 @@ def record_sequences(
             stream=stream,
             task="sequences",
             summary=summarize_sequences(result),
-            flagged=sequence_rows(result, ids),
+            flagged=sequence_items(result, ids),
             idempotency_key=idempotency_key,
         ),
         metrics=metrics,
@@ -122,7 +126,7 @@ def record_batch(
             stream=stream,
             task=task,
             summary=summarize(result),
-            flagged=flagged_rows(result, ids),
+            flagged=flagged_items(result, ids),
             idempotency_key=idempotency_key,
         ),
         metrics=metrics,

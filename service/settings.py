@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.durations import parse_duration
+
 __all__ = [
     "DATABASE_SCHEMES",
     "ENV_PREFIX",
@@ -89,6 +91,12 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(
         8, ge=1, description="Scoring requests in flight at once; more get 503 + Retry-After."
     )
+    max_store_reads: int = Field(
+        4,
+        ge=1,
+        description="Monitoring reads (/v1/streams...) running at once in each process; more "
+        "wait up to 1 s, then get 503 + Retry-After, so dashboards cannot take the database.",
+    )
     inline_body_bytes: int = Field(
         16 * 1024,
         ge=0,
@@ -120,6 +128,28 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request line plus headers (`xent serve`); 431 above.",
     )
+    retention: int = Field(
+        "30d",  # a duration, validated into seconds
+        validate_default=True,
+        description="How long raw batch rows and flagged items are kept (a duration: 30s, 5m, "
+        "1h, 30d, 2w); summaries of older windows read the rollups.",
+    )
+    rollup_retention: int = Field(
+        "400d",
+        validate_default=True,
+        description="How long the minute, hour and day rollups are kept (a duration).",
+    )
+    item_retention: int = Field(
+        "30d",
+        validate_default=True,
+        description="How long kept items (API.md section 9) are kept (a duration).",
+    )
+    retention_interval: int = Field(
+        "5m",
+        validate_default=True,
+        description="How often each process deletes what is past retention (a duration; on "
+        "PostgreSQL one process at a time runs it).",
+    )
     store_retry_seconds: float = Field(
         5.0,
         gt=0,
@@ -149,6 +179,18 @@ class Settings(BaseSettings):
                 f"unsupported scheme {shown!r}: the store is SQLite (sqlite:///path) or "
                 "PostgreSQL (postgresql://user@host:5432/db)"
             )
+        return value
+
+    @field_validator(
+        "retention", "rollup_retention", "item_retention", "retention_interval", mode="before"
+    )
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        """A duration such as ``30d`` -> seconds (a positive int passes through)."""
+        if isinstance(value, str):
+            return parse_duration(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+            raise ValueError("expected a positive duration such as 30s, 5m, 1h, 30d or 2w")
         return value
 
     @field_validator("log_level", mode="before")

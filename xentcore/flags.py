@@ -14,7 +14,7 @@ from xentcore.types import F64, REASONS, Bool, FlagRules
 if TYPE_CHECKING:  # score.py imports this module: the type only
     from xentcore.score import ScoreResult
 
-__all__ = ["FlagMasks", "apply_rules", "flagged_rows", "reason_lists"]
+__all__ = ["FlagMasks", "apply_rules", "flagged_rows", "reason_lists", "truth_columns"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def flagged_rows(
     confidence = result.confidence[indices].tolist()
     loss = result.item_loss[indices].tolist() if result.item_loss is not None else None
     reasons = reason_lists(result.masks, indices)
-    extra = _truth_columns(result, indices) if truth else None
+    extra = truth_columns(result, indices) if truth else None
     rows = []
     for j, i in enumerate(indices.tolist()):
         row: dict[str, Any] = {"index": i}
@@ -95,28 +95,37 @@ def flagged_rows(
     return rows
 
 
-def _plain(value: Any) -> Any:
-    """A numpy scalar or array as a Python value; anything else unchanged."""
-    if isinstance(value, np.generic | np.ndarray):
-        return value.tolist()
-    return value
+def truth_columns(
+    result: ScoreResult, indices: npt.NDArray[np.intp]
+) -> tuple[list[Any], list[Any]]:
+    """``predicted`` and ``label`` of the items at ``indices`` as Python values (see
+    :func:`flagged_rows`): class names with class names, else class indices; multilabel: lists
+    of classes. ``label`` is None without labels and for an item that was not scored.
 
-
-def _truth_columns(result: ScoreResult, indices: npt.NDArray[np.intp]) -> tuple[list[Any], ...]:
-    """``predicted`` and ``label`` of the items at ``indices`` (see :func:`flagged_rows`)."""
+    Vectorized over the items; Python work only for multilabel rows and unscored items.
+    """
+    rows = indices.tolist()
     predicted = result.predicted
-    names = result.class_names
-    shown = [_plain(predicted[i]) for i in indices.tolist()]
+    if isinstance(predicted, list):  # multilabel: a list per item
+        shown = [predicted[i] for i in rows]
+    else:
+        shown = predicted[indices].tolist()
     if result.true_class is None:
-        return shown, [None] * len(shown)
-    labels: list[Any] = []
-    for i in indices.tolist():
-        if result.scored is not None and not result.scored[i]:
-            labels.append(None)
-        elif result.task == "multilabel":
-            true_set = np.flatnonzero(result.true_class[i]).tolist()
-            labels.append([names[k] for k in true_set] if names else true_set)
-        else:
-            k = int(result.true_class[i])
-            labels.append(names[k] if names else k)
+        return shown, [None] * len(rows)
+    names = result.class_names
+    labels: list[Any]
+    if result.task == "multilabel":
+        truth = result.true_class[indices]
+        labels = [
+            [names[k] for k in np.flatnonzero(t).tolist()] if names else np.flatnonzero(t).tolist()
+            for t in truth
+        ]
+    else:
+        true = result.true_class[indices]
+        valid = true >= 0
+        picked = np.where(valid, true, 0)
+        labels = (np.asarray(names, dtype=object)[picked] if names else picked).tolist()
+    if result.scored is not None:
+        for j in np.flatnonzero(~result.scored[indices]).tolist():
+            labels[j] = None
     return shown, labels

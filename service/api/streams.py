@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-import re
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import reduce
@@ -12,8 +13,11 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
+from service.durations import parse_duration
 from service.schemas import STREAM_PATTERN
-from service.store import InvalidCursor, Store, StoredBatch, StreamInfo
+from service.settings import Settings
+from service.store import InvalidCursor, Store
+from service.store.windows import plan, top_level
 from xentcore.summary import BatchSummary, figures, reliability
 
 __all__ = ["parse_bucket", "parse_time", "router"]
@@ -23,7 +27,11 @@ log = logging.getLogger("xent.monitoring")
 T = TypeVar("T")
 
 MAX_BUCKETS = 10_000
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: Longest window of a bucket width that is not whole minutes (summed from raw rows).
+MAX_RAW_WINDOW = 6 * 3600
+#: Seconds a read waits for a read slot before its 503.
+_SLOT_WAIT = 1.0
+_SLOTS_LOCK = threading.Lock()
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No batch was ever recorded under this stream"},
     422: {"description": "Invalid query parameter"},
@@ -71,10 +79,10 @@ def parse_bucket(value: str | None) -> float | None:
     """A duration such as ``30s``, ``5m``, ``1h``, ``1d`` or ``1w`` -> seconds."""
     if value is None:
         return None
-    m = re.fullmatch(r"\s*(\d{1,9})\s*([smhdw])\s*", value)
-    if not m or int(m.group(1)) == 0:
-        raise _query_error("bucket", "expected a positive duration such as 5m, 1h or 1d")
-    return float(int(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        return float(parse_duration(value))
+    except ValueError as exc:
+        raise _query_error("bucket", str(exc)) from None
 
 
 def iso(t: float) -> str:
@@ -82,8 +90,31 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
+def _read_slots(request: Request) -> threading.BoundedSemaphore:
+    """The process's read slots (``XENT_MAX_STORE_READS``), made on first use."""
+    state = request.app.state
+    slots: threading.BoundedSemaphore | None = getattr(state, "store_reads", None)
+    if slots is None:
+        with _SLOTS_LOCK:
+            slots = getattr(state, "store_reads", None)
+            if slots is None:
+                settings: Settings = state.settings
+                slots = state.store_reads = threading.BoundedSemaphore(settings.max_store_reads)
+    return slots
+
+
+def _busy(request: Request) -> HTTPException:
+    settings: Settings = request.app.state.settings
+    return HTTPException(
+        503,
+        "too many monitoring reads at once: retry shortly",
+        headers={"Retry-After": str(settings.retry_after_seconds)},
+    )
+
+
 def _read(request: Request, query: Callable[[Store], T]) -> T:
-    """Run a read on the store; 503 (logged) when the store is missing or fails.
+    """Run a read on the store in one of the process's read slots; 503 (logged) when the store
+    is missing or fails, 503 + Retry-After when no slot frees within a second.
 
     A page cursor the store did not hand out (:class:`InvalidCursor`) is the client's error:
     422 on the ``cursor`` query parameter.
@@ -91,6 +122,9 @@ def _read(request: Request, query: Callable[[Store], T]) -> T:
     store: Store | None = getattr(request.app.state, "store", None)
     if store is None:
         raise HTTPException(503, "monitoring store unavailable")
+    slots = _read_slots(request)
+    if not slots.acquire(timeout=_SLOT_WAIT):
+        raise _busy(request)
     try:
         return query(store)
     except InvalidCursor:
@@ -98,10 +132,8 @@ def _read(request: Request, query: Callable[[Store], T]) -> T:
     except Exception:
         log.exception("monitoring store read failed")
         raise HTTPException(503, "monitoring store unavailable") from None
-
-
-def _merged(rows: list[StoredBatch]) -> BatchSummary:
-    return reduce(lambda a, b: a + b, (r.summary for r in rows), BatchSummary())
+    finally:
+        slots.release()
 
 
 def _bucket_row(start: float, end: float, s: BatchSummary) -> dict[str, Any]:
@@ -110,17 +142,16 @@ def _bucket_row(start: float, end: float, s: BatchSummary) -> dict[str, Any]:
 
 @router.get("", summary="Every stream with its totals and last-seen time", responses=_ERRORS)
 def list_streams(request: Request) -> dict[str, Any]:
-    """Each stream recorded so far, by name, with its all-time figures and when it was last seen.
+    """Each stream recorded so far, by name, with its lifetime figures and when it was last
+    seen (read from one row per stream and task: the cost does not grow with history).
 
     ``tasks`` lists the distinct tasks of its batches, sorted (``binary``, ``multiclass``,
-    ``multilabel``, ``sequences``): what kind of data the stream holds.
+    ``multilabel``, ``sequences``): what kind of data the stream holds. ``n_batches`` and
+    ``total`` count every batch since the stream was first recorded; a stream disappears when
+    its newest batch is older than ``XENT_ROLLUP_RETENTION``.
     """
-
-    def query(store: Store) -> list[tuple[StreamInfo, BatchSummary]]:
-        return [(info, _merged(store.batches_in(info.stream))) for info in store.stream_names()]
-
     out = []
-    for info, total in _read(request, query):
+    for info, total in _read(request, lambda store: store.streams()):
         out.append(
             {
                 "stream": info.stream,
@@ -131,6 +162,11 @@ def list_streams(request: Request) -> dict[str, Any]:
             }
         )
     return {"streams": out}
+
+
+def _bucket_count(start: float, end: float, width: float) -> int:
+    """Buckets of ``width`` (aligned to the epoch) that [start, end) touches."""
+    return math.ceil(end / width) - math.floor(start / width)
 
 
 @router.get(
@@ -153,33 +189,55 @@ def stream_summary(
     ``total`` also carries ``reliability``, the window's 15 uniform calibration bins
     (``lower``, ``upper``, ``count``, ``mean_confidence``, ``accuracy``; nulls when empty).
     Buckets are aligned to multiples of their width since the Unix epoch (UTC) and only
-    buckets holding at least one batch are listed, oldest first. Without ``bucket`` there is
-    one bucket spanning the window (from ``since``, or the first batch, to ``until``, or now).
+    buckets holding at least one batch are listed, oldest first; a window may span at most
+    10,000 buckets, and at most 6 hours with a width that is not whole minutes (``30s``,
+    ``90s``: those are summed from raw rows). Without ``bucket`` there is one bucket spanning
+    the window (from ``since``, or the first batch, to ``until``, or now).
+
+    The figures are read from per-minute, per-hour and per-day rollups plus the raw rows of the
+    partial minutes at the window's edges, so a read costs O(buckets), not O(batches). Raw rows
+    are kept for ``XENT_RETENTION``: a ``since`` or ``until`` older than that is rounded down
+    to its minute, and the answer's ``since`` / ``until`` show the window actually read.
     """
     t0, t1 = parse_time(since, "since"), parse_time(until, "until")
     if t0 is not None and t1 is not None and t1 <= t0:
         raise _query_error("until", "must be after since")
     width = parse_bucket(bucket)
-    rows = _read(request, lambda store: store.batches_in(stream, t0, t1))
-    if not rows and t0 is None and t1 is None:
+    now = time.time()
+    end = t1 if t1 is not None else now
+
+    def start_of(store: Store) -> tuple[bool, float | None]:
+        if not store.has_stream(stream):
+            return False, None
+        return True, (t0 if t0 is not None else store.first_time(stream, end))
+
+    known, start = _read(request, start_of)
+    if not known:
         raise HTTPException(404, f"no batch recorded under stream {stream!r}")
-    total = _merged(rows)
-    end = t1 if t1 is not None else datetime.now(UTC).timestamp()
-    if width is None:
-        start = t0 if t0 is not None else (rows[0].time if rows else end)
-        buckets = [_bucket_row(start, end, total)] if rows else []
-    else:
-        groups: dict[int, BatchSummary] = {}
-        for r in rows:
-            key = math.floor(r.time / width)
-            groups[key] = groups.get(key, BatchSummary()) + r.summary
-        if len(groups) > MAX_BUCKETS:
+    if start is not None and width is not None:
+        if _bucket_count(start, end, width) > MAX_BUCKETS:
             raise _query_error("bucket", f"more than {MAX_BUCKETS} buckets: widen the bucket")
-        buckets = [_bucket_row(k * width, (k + 1) * width, s) for k, s in sorted(groups.items())]
+        if top_level(width) is None and end - start > MAX_RAW_WINDOW:
+            raise _query_error(
+                "bucket",
+                "a bucket that is not a whole number of minutes covers at most 6 hours: "
+                "narrow the window or use minutes",
+            )
+    settings: Settings = request.app.state.settings
+    window = plan(
+        start if start is not None else end, end, width, raw_horizon=now - settings.retention
+    )
+    sums = _read(request, lambda store: store.sums(stream, window.pieces, width))
+    total = reduce(lambda a, b: a + b, (v.summary for v in sums.values()), BatchSummary())
+    if width is None:
+        first = window.since if t0 is not None or start is None else start
+        buckets = [_bucket_row(first, window.until, total)] if sums else []
+    else:
+        buckets = [_bucket_row(k * width, (k + 1) * width, sums[k].summary) for k in sorted(sums)]
     return {
         "stream": stream,
-        "since": None if t0 is None else iso(t0),
-        "until": iso(end),
+        "since": None if t0 is None else iso(window.since),
+        "until": iso(window.until),
         "total": {**figures(total), "reliability": reliability(total)},
         "buckets": buckets,
     }

@@ -3,8 +3,10 @@
 ``XENT_DATABASE_URL`` picks the database by its scheme (``sqlite:///path`` or
 ``postgresql://user@host/db``); without it the store is the SQLite file ``xent.db`` under
 ``XENT_DATA_DIR``. The service talks to the store only through :class:`Store`
-(``service.store.base``); ``service.store.sql`` implements it, ``service.store.reconnecting``
-wraps it so that the service starts while the database is down.
+(``service.store.base``); ``service.store.sql`` implements it over the tables of
+``service.store.schema`` (migrated by ``service.store.migrate``), ``service.store.windows``
+plans windowed reads over its rollups, and ``service.store.reconnecting`` wraps it so that the
+service starts while the database is down.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from os import PathLike
 from typing import TYPE_CHECKING
 
 from service.store.base import (
-    FlaggedRow,
     InvalidCursor,
     Store,
     StoredBatch,
     StoreUnavailable,
     StreamInfo,
+    StreamTotals,
+    Sums,
 )
+from service.store.payload import FlaggedItems
 from service.store.reconnecting import ReconnectingStore
 from service.store.sql import SqlStore
 
@@ -27,13 +31,15 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 __all__ = [
-    "FlaggedRow",
+    "FlaggedItems",
     "InvalidCursor",
     "ReconnectingStore",
     "Store",
     "StoreUnavailable",
     "StoredBatch",
     "StreamInfo",
+    "StreamTotals",
+    "Sums",
     "open_store",
     "store_url",
 ]

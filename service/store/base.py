@@ -10,17 +10,24 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from xentcore.summary import BatchSummary
 
+if TYPE_CHECKING:
+    from service.store.payload import FlaggedItems
+    from service.store.windows import Piece
+
 __all__ = [
-    "FlaggedRow",
+    "Expired",
+    "FlaggedPage",
     "InvalidCursor",
     "Store",
     "StoreUnavailable",
     "StoredBatch",
     "StreamInfo",
+    "StreamTotals",
+    "Sums",
     "decode_cursor",
     "encode_cursor",
 ]
@@ -33,24 +40,29 @@ class InvalidCursor(ValueError):
     """A page cursor this store did not hand out (the route answers 422 on ``cursor``)."""
 
 
-def encode_cursor(row_id: int) -> str:
-    """The ``next_cursor`` of a page ending at ``row_id``: its decimal digits, URL-safe base64
-    without padding. Every store uses this one format, so a cursor can be checked (and refused
-    with a 422) even while the database is unreachable."""
-    return base64.urlsafe_b64encode(str(row_id).encode()).decode().rstrip("=")
+def encode_cursor(*parts: int) -> str:
+    """The ``next_cursor`` of a page: its integer parts (row ids, offsets) as dot-separated
+    decimals, URL-safe base64 without padding. Every store uses this one format, so a cursor can
+    be checked (and refused with a 422) even while the database is unreachable."""
+    text = ".".join(str(p) for p in parts)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> int:
-    """The row id behind a ``next_cursor``; :class:`InvalidCursor` when it is not one (not
-    base64, not a decimal integer, or outside 1 .. 2**63 - 1)."""
+def decode_cursor(cursor: str, parts: int = 2) -> tuple[int, ...]:
+    """The ``parts`` integers behind a ``next_cursor``; :class:`InvalidCursor` when it is not
+    one (not base64, not ``parts`` decimal integers, the first outside 1 .. 2**63 - 1 or
+    another outside 0 .. 2**63 - 1)."""
     padded = cursor + "=" * (-len(cursor) % 4)
     try:
-        value = int(base64.urlsafe_b64decode(padded.encode()).decode())
-    except ValueError:  # not base64, not UTF-8 or not an integer (binascii.Error included)
+        text = base64.urlsafe_b64decode(padded.encode()).decode()
+        values = tuple(int(p) for p in text.split("."))
+    except ValueError:  # not base64, not UTF-8 or not integers (binascii.Error included)
         raise InvalidCursor(f"not a cursor of this store: {cursor[:64]!r}") from None
-    if not 0 < value <= _MAX_ROW_ID:
+    if len(values) != parts or not all(p.isdigit() for p in text.split(".")):
+        raise InvalidCursor(f"not a cursor of this store: {cursor[:64]!r}")
+    if not 0 < values[0] <= _MAX_ROW_ID or not all(0 <= v <= _MAX_ROW_ID for v in values):
         raise InvalidCursor("cursor out of range")
-    return value
+    return values
 
 
 class StoreUnavailable(RuntimeError):
@@ -58,16 +70,28 @@ class StoreUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class FlaggedRow:
-    """One flagged item as stored (``item_id``, ``predicted`` and ``label`` any JSON value)."""
+class Sums:
+    """The sums of a set of batches: how many, and their merged summary."""
 
-    index: int
-    item_id: Any
-    confidence: float | None
-    loss: float | None
-    predicted: Any
-    label: Any
-    reasons: list[str]
+    n_batches: int
+    summary: BatchSummary
+
+    def __add__(self, other: Sums) -> Sums:
+        return Sums(self.n_batches + other.n_batches, self.summary + other.summary)
+
+
+@dataclass(frozen=True)
+class Expired:
+    """What one retention pass deleted (``skipped``: another process was running it)."""
+
+    batches: int
+    rollups: int
+    skipped: bool = False
+
+
+#: A page of flagged items (dicts of the API's fields, ``time`` in epoch seconds) and the
+#: cursor of the next page (None on the last).
+FlaggedPage = tuple[list[dict[str, Any]], str | None]
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,13 @@ class StreamInfo(NamedTuple):
     tasks: tuple[str, ...]
 
 
+class StreamTotals(NamedTuple):
+    """A stream with its lifetime totals (:meth:`Store.streams`)."""
+
+    info: StreamInfo
+    total: BatchSummary
+
+
 class Store(Protocol):
     """What the service needs of a monitoring store."""
 
@@ -107,25 +138,32 @@ class Store(Protocol):
         stream: str,
         task: str,
         summary: BatchSummary,
-        flagged: Sequence[FlaggedRow],
+        flagged: FlaggedItems | None = None,
         idempotency_key: str | None = None,
         at: float | None = None,
     ) -> bool:
-        """Write a batch and its flagged items atomically.
+        """Write a batch, its flagged items and its rollups atomically.
 
         True when written, False when the idempotency key was already recorded; raises on
         store errors.
         """
         ...
 
-    def batches_in(
-        self, stream: str, since: float | None = None, until: float | None = None
-    ) -> list[StoredBatch]:
-        """The batches of a stream in [since, until), oldest first."""
+    def has_stream(self, stream: str) -> bool:
+        """True when the stream was recorded (and has not expired)."""
         ...
 
-    def stream_names(self) -> list[StreamInfo]:
-        """Every stream, by name: last-seen epoch seconds, batch count and sorted tasks."""
+    def first_time(self, stream: str, before: float) -> float | None:
+        """The time of the stream's oldest retained batch, when it is before ``before``."""
+        ...
+
+    def sums(self, stream: str, pieces: Sequence[Piece], width: float | None) -> dict[int, Sums]:
+        """The sums of the window ``pieces`` (``service.store.windows``) per bucket
+        ``floor(start / width)`` (key 0 without a width); empty buckets are absent."""
+        ...
+
+    def streams(self) -> list[StreamTotals]:
+        """Every stream, by name, with its lifetime totals."""
         ...
 
     def flagged(
@@ -135,11 +173,16 @@ class Store(Protocol):
         since: float | None = None,
         limit: int = 100,
         cursor: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> FlaggedPage:
         """Flagged items, newest first, and the next page's cursor (None on the last page).
 
         Each item has ``time`` (epoch seconds), ``id``, ``index``, ``confidence``, ``loss``,
         ``predicted``, ``label`` and ``reasons``. ``cursor`` is a ``next_cursor`` this store
         returned; any other string raises :class:`InvalidCursor`.
         """
+        ...
+
+    def expire(self, *, now: float, retention: float, rollup_retention: float) -> Expired:
+        """Delete raw rows older than ``retention`` and rollups older than
+        ``rollup_retention`` seconds, in bounded chunks."""
         ...

@@ -6,16 +6,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from service.store.base import (
-    FlaggedRow,
+    Expired,
+    FlaggedPage,
     Store,
-    StoredBatch,
     StoreUnavailable,
-    StreamInfo,
+    StreamTotals,
+    Sums,
     decode_cursor,
 )
+from service.store.payload import FlaggedItems
+from service.store.windows import Piece
 from xentcore.summary import BatchSummary
 
 __all__ = ["ReconnectingStore"]
@@ -76,7 +78,7 @@ class ReconnectingStore:
         stream: str,
         task: str,
         summary: BatchSummary,
-        flagged: Sequence[FlaggedRow],
+        flagged: FlaggedItems | None = None,
         idempotency_key: str | None = None,
         at: float | None = None,
     ) -> bool:
@@ -89,13 +91,17 @@ class ReconnectingStore:
             at=at,
         )
 
-    def batches_in(
-        self, stream: str, since: float | None = None, until: float | None = None
-    ) -> list[StoredBatch]:
-        return self.current().batches_in(stream, since, until)
+    def has_stream(self, stream: str) -> bool:
+        return self.current().has_stream(stream)
 
-    def stream_names(self) -> list[StreamInfo]:
-        return self.current().stream_names()
+    def first_time(self, stream: str, before: float) -> float | None:
+        return self.current().first_time(stream, before)
+
+    def sums(self, stream: str, pieces: Sequence[Piece], width: float | None) -> dict[int, Sums]:
+        return self.current().sums(stream, pieces, width)
+
+    def streams(self) -> list[StreamTotals]:
+        return self.current().streams()
 
     def flagged(
         self,
@@ -104,7 +110,12 @@ class ReconnectingStore:
         since: float | None = None,
         limit: int = 100,
         cursor: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> FlaggedPage:
         if cursor is not None:
             decode_cursor(cursor)  # a bad cursor is the client's 422, even with the store down
         return self.current().flagged(stream, since=since, limit=limit, cursor=cursor)
+
+    def expire(self, *, now: float, retention: float, rollup_retention: float) -> Expired:
+        return self.current().expire(
+            now=now, retention=retention, rollup_retention=rollup_retention
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,10 @@ import pytest
 
 import xentcore
 from service.cli import build_parser, main
+from service.store.migrate import head_revision
+from service.store.sql import SqlStore
 from tests.support.server import xent_serve
+from xentcore.summary import BatchSummary
 
 
 def test_xent_serve_real_process(tmp_path: Path) -> None:
@@ -114,3 +118,37 @@ def test_serve_warns_about_unknown_variables(tmp_path: Path) -> None:
     assert "XENT_API_KEY is not a setting (did you mean XENT_API_KEYS?)" in log
     assert "XENT_MAX_ITEM is not a setting (did you mean XENT_MAX_ITEMS?)" in log
     assert "no XENT_API_KEYS: every route is open" in log
+
+
+def test_db_commands_upgrade_report_and_expire(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XENT_DATA_DIR", str(tmp_path))
+    assert main(["db", "current"]) == 0
+    assert "none (not under Alembic yet)" in capsys.readouterr().out
+    assert main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out.strip() == f"store at revision {head_revision()}"
+    assert main(["db", "upgrade"]) == 0
+    assert "(already)" in capsys.readouterr().out
+    assert main(["db", "current"]) == 0
+    assert f"store revision {head_revision()}" in capsys.readouterr().out
+    store = SqlStore.from_url(f"sqlite:///{tmp_path}/xent.db")
+    old = time.time() - 40 * 86400
+    assert store.record(stream="s", task="binary", summary=BatchSummary(n_items=1), at=old)
+    assert main(["db", "expire"]) == 0
+    assert store.batches_in("s") == []  # past the default 30 days of raw rows
+    assert [t.info.n_batches for t in store.streams()] == [1]  # rollups kept 400 days
+    store.close()
+
+
+def test_db_commands_fail_cleanly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XENT_RETENTION", "30 days")
+    assert main(["db", "upgrade"]) == 2
+    assert "invalid XENT_RETENTION" in capsys.readouterr().err
+    monkeypatch.delenv("XENT_RETENTION")
+    monkeypatch.setenv("XENT_DATABASE_URL", "postgresql://user:hunter2@127.0.0.1:1/none")
+    assert main(["db", "upgrade"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("xent db: OperationalError") and "hunter2" not in err

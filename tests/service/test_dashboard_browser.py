@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import xentcore as xc
-from service.recording import flagged_rows
+from service.recording import flagged_items
 from service.store.sql import SqlStore
 from tests.support.browser import CHROMIUM, FLAGS, playwright
 from tests.support.postgres import pg_unavailable, private_schema
@@ -59,13 +59,13 @@ def _seed_history(url: str) -> None:
             stream="vision",
             task="multiclass",
             summary=summarize(r),
-            flagged=flagged_rows(r, [f"img-{i}-{j}" for j in range(64)]),
+            flagged=flagged_items(r, [f"img-{i}-{j}" for j in range(64)]),
             at=now - (12 - i) * 1800,
         )
     # an older classifier stream, first by name: the page must still open on ``vision``
     r = xc.score(rng.standard_normal((8, 5)), rng.integers(0, 5, 8), input_type="logits")
     assert store.record(
-        stream="archive", task="multiclass", summary=summarize(r), flagged=[], at=now - 3 * 86400
+        stream="archive", task="multiclass", summary=summarize(r), at=now - 3 * 86400
     )
     # multilabel items: the page lists classes as "a, c" and an empty set as "—"
     r = xc.score(
@@ -75,7 +75,7 @@ def _seed_history(url: str) -> None:
         class_names=["a", "b", "c"],
         flag={"min_confidence": 0.99},
     )
-    flagged = flagged_rows(r, ["t0", "t1"])
+    flagged = flagged_items(r, ["t0", "t1"])
     assert [f.predicted for f in flagged] == [["a", "c"], []]
     assert store.record(
         stream="tags", task="multilabel", summary=summarize(r), flagged=flagged, at=now - 86400

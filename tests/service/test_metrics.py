@@ -120,6 +120,8 @@ def test_exposed_names_types_labels_and_bounds() -> None:
         "xent_stream_item_loss": "histogram",
         "xent_stream_item_confidence": "histogram",
         "xent_store_errors": "counter",
+        "xent_store_expired": "counter",
+        "xent_store_retention_errors": "counter",
     }
 
     def bounds(name: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import multiprocessing as mp
 import re
 import time
@@ -13,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 import xentcore as xc
-from service.recording import flagged_rows, record_batch
+from service.recording import flagged_items, record_batch
 from service.store import InvalidCursor, ReconnectingStore, Store
 from service.store.base import StoreUnavailable, encode_cursor
 from service.store.sql import SqlStore
@@ -45,7 +46,7 @@ def store(url: str) -> Iterator[SqlStore]:
     yield s
     if url.startswith("postgresql"):
         with s.engine.begin() as conn:
-            for table in ("xent_flagged_items", "xent_batches"):
+            for table in ("xent_flagged", "xent_batches", "xent_rollups"):
                 conn.execute(sa.text(f"DELETE FROM {table}"))
     s.close()
 
@@ -61,7 +62,11 @@ def test_windowed_figures_equal_scoring_the_concatenation(store: SqlStore) -> No
     for z, y, t in ((z1, y1, 100.0), (z2, y2, 200.0)):
         r = xc.score(z, y, input_type="logits", flag=flag)
         assert store.record(
-            stream="s", task="multiclass", summary=summarize(r), flagged=flagged_rows(r, None), at=t
+            stream="s",
+            task="multiclass",
+            summary=summarize(r),
+            flagged=flagged_items(r, None),
+            at=t,
         )
     merged = sum((b.summary for b in store.batches_in("s")), BatchSummary())
     got = figures(merged)
@@ -82,21 +87,15 @@ def test_idempotency_key_counts_a_retry_once(store: SqlStore) -> None:
     z, y = _batch(3)
     r = xc.score(z, y, input_type="logits")
     assert (
-        store.record(
-            stream="s", task="multiclass", summary=summarize(r), flagged=[], idempotency_key="abc"
-        )
+        store.record(stream="s", task="multiclass", summary=summarize(r), idempotency_key="abc")
         is True
     )
     assert (
-        store.record(
-            stream="s", task="multiclass", summary=summarize(r), flagged=[], idempotency_key="abc"
-        )
+        store.record(stream="s", task="multiclass", summary=summarize(r), idempotency_key="abc")
         is False
     )
     assert (
-        store.record(
-            stream="t", task="multiclass", summary=summarize(r), flagged=[], idempotency_key="abc"
-        )
+        store.record(stream="t", task="multiclass", summary=summarize(r), idempotency_key="abc")
         is True
     )  # keys are per stream
     assert len(store.batches_in("s")) == 1
@@ -114,7 +113,7 @@ def test_stream_names_fold_tasks_per_stream(store: SqlStore) -> None:
         ("tags", "multilabel", 400.0),
     ]
     for stream, task, t in batches:
-        assert store.record(stream=stream, task=task, summary=summarize(r), flagged=[], at=t)
+        assert store.record(stream=stream, task=task, summary=summarize(r), at=t)
     assert store.stream_names() == [
         ("chat", 50.0, 1, ("sequences",)),
         ("mixed", 300.0, 4, ("binary", "multiclass", "sequences")),
@@ -151,12 +150,28 @@ def test_flagged_items_newest_first_with_cursor(store: SqlStore) -> None:
     assert wrapped.flagged("f", limit=2, cursor=cursor) == (page2, None)
 
 
-#: "OTIyMzM3MjAzNjg1NDc3NTgwOA" is 2**63: beyond a BIGINT row id (once a 503 from the database)
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+#: 2**63 is beyond a BIGINT row id (once a 503 from the database)
 @pytest.mark.parametrize(
-    "bad", ["not-a-cursor", "", "MA", "LTE", "_w", "AAAA", "OTIyMzM3MjAzNjg1NDc3NTgwOA"]
+    "bad",
+    [
+        "not-a-cursor",
+        "",
+        "MA",  # "0": one part, a cursor has two
+        "_w",  # not UTF-8
+        "AAAA",  # not digits
+        _b64("0.1"),  # batch 0 does not exist
+        _b64("5.-1"),
+        _b64("5. 1"),
+        _b64("5.1.2"),
+        _b64(f"{2**63}.0"),
+        _b64(f"5.{2**63}"),
+    ],
 )
 def test_a_cursor_not_handed_out_is_invalid(store: SqlStore, bad: str) -> None:
-    # "MA" is "0", "LTE" is "-1": out of range; "_w" and "AAAA" are not UTF-8 digits
     with pytest.raises(InvalidCursor) as caught:
         store.flagged("f", cursor=bad)
     assert isinstance(caught.value, ValueError)
@@ -172,13 +187,13 @@ def test_a_bad_cursor_is_refused_even_while_the_store_is_down() -> None:
     with pytest.raises(InvalidCursor):
         down.flagged("f", cursor="zzzz")
     with pytest.raises(StoreUnavailable):  # a good cursor waits for the store
-        down.flagged("f", cursor=encode_cursor(5))
+        down.flagged("f", cursor=encode_cursor(5, 0))
 
 
 def test_store_failure_is_reported_not_raised(tmp_path: Path) -> None:
     s = SqlStore.from_url(f"sqlite:///{tmp_path}/x.db")
     with s.engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE xent_flagged_items"))
+        conn.execute(sa.text("DROP TABLE xent_flagged"))
         conn.execute(sa.text("DROP TABLE xent_batches"))
     r = xc.score([0.2, 0.9], [0, 1])
     assert record_batch(s, stream="s", task="binary", result=r) is False
@@ -257,3 +272,27 @@ def _race(url: str) -> None:
     store = SqlStore.from_url(url)
     assert len(store.batches_in("race")) == 4
     store.close()
+
+
+def test_a_batch_of_100000_flagged_items_is_one_row_and_pages_exactly(store: SqlStore) -> None:
+    rng = np.random.default_rng(9)
+    n = 100_000
+    z, y = rng.standard_normal((n, 10)).astype(np.float32), rng.integers(0, 10, n)
+    r = xc.score(z, y, input_type="logits", flag={"min_confidence": 0.9, "misclassified": True})
+    ids = [f"item-{i}" for i in range(n)]
+    assert record_batch(store, stream="big", task="multiclass", result=r, ids=ids)
+    small = xc.score(np.array([0.2, 0.9, 0.6]), np.array([0, 1, 0]), flag={"misclassified": True})
+    assert record_batch(store, stream="big", task="binary", result=small, ids=["x", "y", "z"])
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM xent_flagged")).scalar() == 2
+    flagged = np.flatnonzero(r.flagged)
+    # newest batch first, then the big one from its last flagged item down, across pages
+    page, cursor = store.flagged("big", limit=1000)
+    assert [i["id"] for i in page[:2]] == ["z", f"item-{flagged[-1]}"]
+    seen = [i["index"] for i in page[1:]]
+    while cursor is not None:
+        page, cursor = store.flagged("big", limit=1000, cursor=cursor)
+        seen.extend(i["index"] for i in page)
+    assert seen == flagged[::-1].tolist()
+    last = store.flagged("big", limit=1, cursor=encode_cursor(10**9, 0))
+    assert last[0][0]["id"] == "z"  # a cursor past the newest batch starts at the top

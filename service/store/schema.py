@@ -1,0 +1,128 @@
+"""The monitoring store's tables (schema version 2), as SQLAlchemy Core metadata.
+
+Alembic owns the schema (``service/store/migrations``); these tables are what its newest
+revision creates, and the store's queries are written against them.
+
+- ``xent_batches``: one row of sums per recorded batch (a :class:`~xentcore.summary.BatchSummary`,
+  its 15 calibration bins in columns ``bin_n_*``, ``bin_conf_*``, ``bin_correct_*``), kept for
+  ``XENT_RETENTION``; the edges of a window that do not fill a minute are summed from these.
+- ``xent_flagged``: the flagged items of a batch, one row per batch holding them column by column
+  (``service.store.payload``), so a batch with 100,000 flagged items is one insert.
+- ``xent_rollups``: the same sums per stream, task and aligned period (``level`` = 60, 3600 or
+  86400 seconds, ``start`` a multiple of it), plus ``level`` 0 (``start`` 0): the stream's
+  lifetime totals. Every recorded batch adds itself to its four rows in the transaction that
+  writes it (an additive UPSERT), so rollups equal the sums of the raw rows they cover.
+- ``xent_schema_version``: the schema version, kept so that a release that predates Alembic
+  (version 1) refuses a newer store instead of writing to it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from xentcore.summary import N_BINS
+
+__all__ = [
+    "BIN_COLUMNS",
+    "COUNT_COLUMNS",
+    "LEVELS",
+    "SCHEMA_VERSION",
+    "SUM_COLUMNS",
+    "batches",
+    "flagged",
+    "metadata",
+    "rollups",
+    "schema_version",
+]
+
+#: The schema version this code writes (``xent_schema_version``; Alembic revision ``0002``).
+SCHEMA_VERSION = 2
+#: Rollup periods in seconds, coarsest first (``level`` 0 = lifetime totals).
+LEVELS = (86400, 3600, 60)
+#: Integer sums of a BatchSummary, by column name (= field name).
+COUNT_COLUMNS = (
+    "n_items",
+    "n_scored",
+    "confidence_count",
+    "flagged",
+    "low_confidence",
+    "high_loss",
+    "misclassified",
+    "low_token_probability",
+    "n_classified",
+    "correct",
+)
+#: Float sums of a BatchSummary.
+FLOAT_COLUMNS = ("loss_sum", "weight_sum", "confidence_sum")
+#: The calibration bins: item count, confidence sum and correct count of each of the 15 bins.
+BIN_COLUMNS = (
+    tuple(f"bin_n_{b}" for b in range(N_BINS)),
+    tuple(f"bin_conf_{b}" for b in range(N_BINS)),
+    tuple(f"bin_correct_{b}" for b in range(N_BINS)),
+)
+#: Every summed column of a batch row and a rollup row, in a fixed order.
+SUM_COLUMNS = (*COUNT_COLUMNS, *FLOAT_COLUMNS, *BIN_COLUMNS[0], *BIN_COLUMNS[1], *BIN_COLUMNS[2])
+_FLOATS = frozenset((*FLOAT_COLUMNS, *BIN_COLUMNS[1], *BIN_COLUMNS[2]))
+
+_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite: INTEGER PRIMARY KEY = rowid
+
+
+def sum_columns() -> list[sa.Column[object]]:
+    """Fresh Column objects for every summed field (a Column belongs to one table)."""
+    return [
+        sa.Column(
+            name,
+            sa.Float(53) if name in _FLOATS else sa.BigInteger,
+            nullable=False,
+            server_default=sa.text("0"),
+        )
+        for name in SUM_COLUMNS
+    ]
+
+
+metadata = sa.MetaData()
+schema_version = sa.Table(
+    "xent_schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
+)
+batches = sa.Table(
+    "xent_batches",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(128), nullable=False),
+    sa.Column("time", sa.Float(53), nullable=False),
+    sa.Column("task", sa.String(16), nullable=False),
+    sa.Column("idempotency_key", sa.String(200), nullable=True),
+    *sum_columns(),
+    sa.UniqueConstraint("stream", "idempotency_key", name="xent_batches_idem"),
+    sa.Index("xent_batches_stream_time", "stream", "time"),
+    sa.Index("xent_batches_time", "time"),
+)
+flagged = sa.Table(
+    "xent_flagged",
+    metadata,
+    sa.Column(
+        "batch_id",
+        sa.BigInteger,
+        sa.ForeignKey("xent_batches.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("stream", sa.String(128), nullable=False),
+    sa.Column("time", sa.Float(53), nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Index("xent_flagged_stream_batch", "stream", "batch_id"),
+)
+rollups = sa.Table(
+    "xent_rollups",
+    metadata,
+    sa.Column("stream", sa.String(128), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("start", sa.BigInteger, nullable=False),
+    sa.Column("task", sa.String(16), nullable=False),
+    sa.Column("n_batches", sa.BigInteger, nullable=False),
+    sa.Column("time_min", sa.Float(53), nullable=False),
+    sa.Column("time_max", sa.Float(53), nullable=False),
+    *sum_columns(),
+    sa.PrimaryKeyConstraint("stream", "level", "start", "task", name="xent_rollups_pk"),
+)
