@@ -34,6 +34,7 @@ from service.schemas import (
     SequencesRequest,
 )
 from service.settings import Settings, get_settings, unknown_variables
+from service.slots import ScoringSlots
 
 __all__ = ["app", "create_app"]
 
@@ -93,10 +94,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
         docs_url=None,  # served by service.api.docs, with local assets
         redoc_url=None,
+        # Starlette would redirect /v1/score/ to an absolute URL built from the Host header
+        # (a forged Host lands in Location): a path with a stray slash is a 404 instead.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics(max_streams=settings.max_streams)
     app.state.store = None
+    app.state.slots = ScoringSlots(
+        settings.max_concurrency, retry_after=settings.retry_after_seconds, metrics=metrics
+    )
     modules = (scoring, calibration, sequences, streams, health, dashboard, docs)
     routers = [m.router for m in modules]
     for router in routers:
@@ -105,10 +112,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(
         app,
         [BatchRequest, LabelledBatchRequest, CalibrationRequest, SequencesRequest],
-        metrics_key=settings.metrics_require_key,
+        metrics_key=not settings.metrics_public,
     )
     # add_middleware puts each one outside the ones added before it.
-    app.add_middleware(LimitsMiddleware, settings=settings, metrics=metrics)
+    app.add_middleware(LimitsMiddleware, settings=settings)
     app.add_middleware(ApiKeyMiddleware, settings=settings)
     endpoints = [route for router in routers for route in router.routes]
     app.add_middleware(RequestContextMiddleware, metrics=metrics, routes=endpoints)

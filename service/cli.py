@@ -129,6 +129,7 @@ def serve(args: argparse.Namespace) -> int:
             log_config=_log_config(settings.log_level),
             timeout_keep_alive=settings.keep_alive_timeout,
             limit_concurrency=settings.max_connections,
+            timeout_graceful_shutdown=settings.shutdown_timeout,
             server_header=False,
             http=_http_protocol(),
         )
@@ -313,7 +314,7 @@ def database(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         _report_settings("xent db", exc)
         return 2
-    engine = engine_for(store_url(settings.database_url, settings.data_dir))
+    engine = engine_for(store_url(settings.database_url, settings.data_dir), settings.store_timeout)
     try:
         if args.action == "current":
             with engine.connect() as conn:
@@ -326,7 +327,7 @@ def database(args: argparse.Namespace) -> int:
             applied = upgrade(engine)
             print(f"store at revision {head_revision()}" + ("" if applied else " (already)"))
         else:
-            store = SqlStore(engine)
+            store = SqlStore(engine, timeout=settings.store_timeout)
             expire_once(store, settings)
             print("retention pass done (see the log for what was deleted)")
     except SchemaTooNew as exc:

@@ -70,10 +70,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def install_openapi(
-    app: FastAPI, models: Sequence[type[BaseModel]], *, metrics_key: bool = False
+    app: FastAPI, models: Sequence[type[BaseModel]], *, metrics_key: bool = True
 ) -> None:
     """Make ``app.openapi()`` include ``models`` (and their sub-models) in ``components``,
-    and the API-key schemes on the protected operations."""
+    and the API-key schemes on the protected operations (``/metrics`` among them when
+    ``metrics_key``: unless ``XENT_METRICS_PUBLIC``)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -9,6 +9,7 @@ items into the columns the store keeps (:class:`service.store.payload.FlaggedIte
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,11 +21,16 @@ from service.store.payload import FlaggedItems, reason_bits
 from xentcore.flags import truth_columns
 from xentcore.score import ScoreResult
 from xentcore.sequences import SequenceResult
-from xentcore.summary import summarize, summarize_sequences
+from xentcore.summary import BatchSummary, summarize, summarize_sequences
 from xentcore.types import REASONS
 
 __all__ = ["flagged_items", "record_batch", "record_sequences", "sequence_items"]
 
+#: The warning of a batch not recorded because its sums are not finite.
+NOT_FINITE = (
+    "not recorded: the batch's loss or weight sum overflows float64 (weights too large); "
+    "the store keeps only finite sums"
+)
 #: The reasons a sequence is flagged for, in the order of its bit masks.
 SEQUENCE_REASONS = ("low_confidence", "low_token_probability")
 
@@ -33,10 +39,12 @@ log = logging.getLogger("xent.monitoring")
 
 def _picked(values: Sequence[Any], rows: list[int]) -> list[Any]:
     """``values[i]`` for each i in ``rows`` (ids as the request sent them; numpy scalars are
-    written by orjson as their values)."""
+    written by orjson as their values), gathered in C by ``operator.itemgetter``."""
     if isinstance(values, np.ndarray):
         return list(values[rows]) if rows else []
-    return [values[i] for i in rows]
+    if len(rows) < 2:
+        return [values[i] for i in rows]
+    return list(operator.itemgetter(*rows)(values))
 
 
 def flagged_items(result: ScoreResult, ids: Sequence[Any] | None) -> FlaggedItems | None:
@@ -86,15 +94,17 @@ def record_sequences(
     metrics: StreamMetrics | None = None,
 ) -> bool:
     """Record a scored batch of sequences under ``stream`` (task ``sequences``); never raises."""
+    summary = summarize_sequences(result)
     return _record(
         store,
         stream=stream,
         task="sequences",
         result=result,
+        summary=summary,
         write=lambda s: s.record(
             stream=stream,
             task="sequences",
-            summary=summarize_sequences(result),
+            summary=summary,
             flagged=sequence_items(result, ids),
             idempotency_key=idempotency_key,
         ),
@@ -117,15 +127,17 @@ def record_batch(
     A batch whose ``idempotency_key`` the stream already has is not written again and not
     counted again in the metrics, and still returns True (the store has it).
     """
+    summary = summarize(result)
     return _record(
         store,
         stream=stream,
         task=task,
         result=result,
+        summary=summary,
         write=lambda s: s.record(
             stream=stream,
             task=task,
-            summary=summarize(result),
+            summary=summary,
             flagged=flagged_items(result, ids),
             idempotency_key=idempotency_key,
         ),
@@ -139,10 +151,20 @@ def _record(
     stream: str,
     task: str,
     result: ScoreResult | SequenceResult,
+    summary: BatchSummary,
     write: Callable[[Store], bool],
     metrics: StreamMetrics | None,
 ) -> bool:
-    """Write through ``write(store)``; count errors and (unless a duplicate) the metrics."""
+    """Write through ``write(store)``; count errors and (unless a duplicate) the metrics.
+
+    A batch whose sums are not finite (its weighted loss overflows float64: sample weights
+    near 1e308) is not recorded: one such batch would make every window holding it show
+    ``loss_mean`` null for good. The answer says ``"recorded": false`` and carries a warning.
+    """
+    if not summary.is_finite():
+        log.warning("batch for stream %r not recorded: its sums overflow float64", stream)
+        result.warnings.append(NOT_FINITE)
+        return False
     recorded, fresh = False, True
     if store is None:
         log.error("batch for stream %r not recorded: no store", stream)

@@ -33,8 +33,16 @@ MiB = 1 << 20
 ENV_PREFIX = "XENT_"
 #: Variables under the prefix that belong to the project's own test suite, not the service.
 TEST_PREFIX = "XENT_TEST_"
-#: Variables under the prefix that the project's other files read (docker-compose.yml).
-NOT_SETTINGS = frozenset({"XENT_PUBLISH"})
+#: Variables under the prefix that the project's other files read: docker-compose.yml
+#: (XENT_PUBLISH, and XENT_METRICS_TOKEN_FILE for its Prometheus) and the Kubernetes Secret's
+#: key that the ServiceMonitor sends (XENT_METRICS_TOKEN, one of XENT_API_KEYS).
+NOT_SETTINGS = frozenset({"XENT_PUBLISH", "XENT_METRICS_TOKEN", "XENT_METRICS_TOKEN_FILE"})
+#: Variables that were settings once, with what to do instead (``unknown_variables``).
+RETIRED = {
+    "XENT_METRICS_REQUIRE_KEY": "no longer a setting: GET /metrics needs an API key whenever "
+    "XENT_API_KEYS is set, unless XENT_METRICS_PUBLIC=true",
+}
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 #: URL schemes of ``XENT_DATABASE_URL`` the store opens (``service.store.sql.engine_for``).
 DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg")
 
@@ -71,8 +79,10 @@ class Settings(BaseSettings):
         repr=False,
         description="Comma-separated API keys; when set, every /v1 route needs one.",
     )
-    metrics_require_key: bool = Field(
-        False, description="Also require an API key for GET /metrics (open by default)."
+    metrics_public: bool = Field(
+        False,
+        description="Serve GET /metrics without an API key even when `api_keys` is set (for a "
+        "scraper that cannot send one); by default /metrics needs a key like /v1.",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins allowed by CORS (none: off)."
@@ -150,6 +160,21 @@ class Settings(BaseSettings):
         description="How often each process deletes what is past retention (a duration; on "
         "PostgreSQL one process at a time runs it).",
     )
+    store_timeout: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="Deadline in seconds of every monitoring-store operation (connect, pool "
+        "checkout, statement): past it a batch is answered with `recorded: false` and a read "
+        "with 503.",
+    )
+    shutdown_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds `xent serve` waits for requests in flight after SIGTERM before it "
+        "closes their connections and exits.",
+    )
     store_retry_seconds: float = Field(
         5.0,
         gt=0,
@@ -211,8 +236,10 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     Names are matched like the settings themselves, without regard to case. Each warning names
     the variable and, when one is close (difflib), the setting it was probably meant to be:
     ``XENT_API_KEY is not a setting (did you mean XENT_API_KEYS?); it is ignored``. Variables
-    starting with ``XENT_TEST_`` belong to the test suite, and ``XENT_PUBLISH`` to
-    docker-compose.yml: they are left alone.
+    starting with ``XENT_TEST_`` belong to the test suite, and those of :data:`NOT_SETTINGS`
+    to the deployment files: they are left alone. A retired setting (:data:`RETIRED`) is named
+    with what replaced it. And since the metrics token of the deployment files must be one of
+    the API keys, an ``XENT_METRICS_TOKEN`` that is not is reported too (never its value).
     """
     known = sorted(ENV_PREFIX + name.upper() for name in Settings.model_fields)
     warnings = []
@@ -222,7 +249,24 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
             continue
         if upper in known or upper in NOT_SETTINGS:
             continue
+        if upper in RETIRED:
+            warnings.append(f"{name} is {RETIRED[upper]}; it is ignored")
+            continue
         close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
         hint = f" (did you mean {close[0]}?)" if close else " (see the README's Settings)"
         warnings.append(f"{name} is not a setting{hint}; it is ignored")
+    warnings.extend(_metrics_token_warnings({k.upper(): v for k, v in environ.items()}))
     return warnings
+
+
+def _metrics_token_warnings(environ: Mapping[str, str]) -> list[str]:
+    """``XENT_METRICS_TOKEN`` (what the ServiceMonitor sends) must be one of the API keys."""
+    token = environ.get("XENT_METRICS_TOKEN", "").strip()
+    keys = [key.strip() for key in environ.get("XENT_API_KEYS", "").split(",") if key.strip()]
+    public = environ.get("XENT_METRICS_PUBLIC", "").strip().lower() in _TRUE
+    if not token or not keys or public or token in keys:
+        return []
+    return [
+        "XENT_METRICS_TOKEN is not one of XENT_API_KEYS: a Prometheus scraping /metrics with it "
+        "gets 401 (add it to XENT_API_KEYS)"
+    ]

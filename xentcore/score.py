@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -117,6 +118,9 @@ def _reduce(
 
     sum = sum_i s_i loss_i and weight = sum_i s_i v_i over scored items; with neither sample
     weights nor class weights these are a plain sum and a count (no N-sized temporaries).
+    Weights so large that a sum overflows float64 (near 1e308) leave that sum infinite (the
+    service shows it as null), and the mean is taken with the weights divided by the largest
+    one: the same ratio, computed without overflow.
     """
     if scored is not None:
         item_loss = item_loss[scored]
@@ -125,12 +129,24 @@ def _reduce(
     if sample_weights is None:
         total = float(item_loss.sum())
         weight = float(item_loss.size) if denominators is None else float(denominators.sum())
-    else:
-        total = float(np.dot(sample_weights, item_loss))
-        weight = float(
-            sample_weights.sum() if denominators is None else np.dot(sample_weights, denominators)
-        )
-    return total, (total / weight if weight > 0 else None), weight
+        return total, (total / weight if weight > 0 else None), weight
+    with np.errstate(over="ignore", invalid="ignore"):
+        total, weight = _weighted_sums(sample_weights, item_loss, denominators)
+    if math.isfinite(total) and math.isfinite(weight):
+        return total, (total / weight if weight > 0 else None), weight
+    scale = float(np.max(sample_weights))
+    small_total, small_weight = _weighted_sums(sample_weights / scale, item_loss, denominators)
+    return total, (small_total / small_weight if small_weight > 0 else None), weight
+
+
+def _weighted_sums(
+    sample_weights: F64, item_loss: F64, denominators: F64 | None
+) -> tuple[float, float]:
+    total = float(np.dot(sample_weights, item_loss))
+    weight = float(
+        sample_weights.sum() if denominators is None else np.dot(sample_weights, denominators)
+    )
+    return total, weight
 
 
 #: The warning of a batch whose scored items carry no weight (its mean loss is None).

@@ -15,21 +15,29 @@ true class (n_classified = 0, no accuracy, no calibration bins).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from xentcore.calibration import BinStats, bin_stats
 from xentcore.score import ScoreResult
 from xentcore.sequences import SequenceResult
 
 __all__ = [
+    "BIN_FIELDS",
     "N_BINS",
+    "SCALAR_FIELDS",
     "BatchSummary",
     "figures",
+    "figures_rows",
     "reliability",
     "summarize",
     "summarize_sequences",
+    "summary_from_columns",
 ]
 
 #: Calibration bins kept per batch (uniform, as /v1/calibration's default).
@@ -60,6 +68,12 @@ class BatchSummary:
     bin_count: list[float] = field(default_factory=_zeros)
     bin_confidence_sum: list[float] = field(default_factory=_zeros)
     bin_correct_sum: list[float] = field(default_factory=_zeros)
+
+    def is_finite(self) -> bool:
+        """True when every sum is a finite float (no overflow to inf, no NaN)."""
+        floats = (self.loss_sum, self.weight_sum, self.confidence_sum)
+        bins = (*self.bin_confidence_sum, *self.bin_correct_sum)
+        return all(math.isfinite(v) for v in (*floats, *bins))
 
     def __add__(self, other: BatchSummary) -> BatchSummary:
         out = BatchSummary()
@@ -141,6 +155,91 @@ def figures(s: BatchSummary) -> dict[str, float | int | None]:
         "misclassified": s.misclassified,
         "low_token_probability": s.low_token_probability,
     }
+
+
+#: The integer and float scalar fields of a BatchSummary, in declaration order.
+SCALAR_FIELDS = (
+    "n_items",
+    "n_scored",
+    "loss_sum",
+    "weight_sum",
+    "confidence_sum",
+    "confidence_count",
+    "flagged",
+    "low_confidence",
+    "high_loss",
+    "misclassified",
+    "low_token_probability",
+    "n_classified",
+    "correct",
+)
+#: The (n, 15) bin fields of a BatchSummary.
+BIN_FIELDS = ("bin_count", "bin_confidence_sum", "bin_correct_sum")
+#: The keys of :func:`figures`, in order.
+_FIGURES = (
+    "n_items",
+    "n_scored",
+    "loss_mean",
+    "confidence_mean",
+    "flag_rate",
+    "accuracy",
+    "ece",
+    "flagged",
+    "low_confidence",
+    "high_loss",
+    "misclassified",
+    "low_token_probability",
+)
+_COUNTS = ("n_items", "n_scored", "flagged", "low_confidence", "high_loss", "misclassified",
+           "low_token_probability")  # fmt: skip
+
+
+def _ratios(num: npt.NDArray[np.float64], den: npt.NDArray[np.float64]) -> list[float | None]:
+    """num / den where den > 0, else None, as Python values."""
+    ok = den > 0
+    out = np.divide(num, den, out=np.zeros_like(num), where=ok).tolist()
+    return [v if good else None for v, good in zip(out, ok.tolist(), strict=True)]
+
+
+def figures_rows(
+    columns: Mapping[str, npt.NDArray[np.float64]],
+) -> list[dict[str, float | int | None]]:
+    """:func:`figures` of many summaries at once, equal to it value for value.
+
+    ``columns`` maps each of :data:`SCALAR_FIELDS` to an array over the summaries and each of
+    :data:`BIN_FIELDS` to an (n, 15) array. Vectorized: a 720-bucket window costs a few numpy
+    passes, not 720 Python merges.
+    """
+    c = columns
+    gaps = np.abs(c["bin_correct_sum"] - c["bin_confidence_sum"]).sum(axis=1)
+    binned = c["bin_count"].sum(axis=1)
+    loss = _ratios(c["loss_sum"], c["weight_sum"])
+    scored = (c["n_scored"] > 0).tolist()
+    values = {
+        "loss_mean": [v if ok else None for v, ok in zip(loss, scored, strict=True)],
+        "confidence_mean": _ratios(c["confidence_sum"], c["confidence_count"]),
+        "flag_rate": _ratios(c["flagged"], c["n_items"]),
+        "accuracy": _ratios(c["correct"], c["n_classified"]),
+        "ece": _ratios(gaps, binned),
+    }
+    counts = {name: c[name].astype(np.int64).tolist() for name in _COUNTS}
+    merged = {**counts, **values}
+    order = _FIGURES
+    return [
+        dict(zip(order, row, strict=True)) for row in zip(*(merged[k] for k in order), strict=True)
+    ]
+
+
+def summary_from_columns(columns: Mapping[str, npt.NDArray[np.float64]], i: int) -> BatchSummary:
+    """The BatchSummary at row ``i`` of columns shaped as :func:`figures_rows` takes them."""
+    scalars: dict[str, Any] = {
+        name: (float(columns[name][i]) if name.endswith("_sum") else int(columns[name][i]))
+        for name in SCALAR_FIELDS
+    }
+    bins: dict[str, Any] = {
+        name: columns[name][i].astype(np.float64).tolist() for name in BIN_FIELDS
+    }
+    return BatchSummary(**scalars, **bins)
 
 
 def reliability(s: BatchSummary) -> list[dict[str, float | int | None]]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -29,11 +32,36 @@ async def healthz() -> HealthResponse:
     summary="Readiness",
 )
 async def readyz(request: Request) -> JSONResponse:
-    """200 `{"status": "ready"}` when the monitoring store answers, else 503. Scoring works
-    either way; take the instance out of rotation only if recording matters."""
-    store = request.app.state.store
-    ready = await in_thread(lambda: deps.store_ready(store))
+    """200 `{"status": "ready"}` when the monitoring store can write (one small write), else
+    503, within a second even when the database hangs. Scoring works either way; take the
+    instance out of rotation only if recording matters."""
+    ready = await _store_ready(request.app.state)
     return JSONResponse({"status": "ready" if ready else "unavailable"}, 200 if ready else 503)
+
+
+#: Seconds /readyz waits for the store's answer before it answers 503 itself.
+READY_DEADLINE = 0.9
+
+
+async def _store_ready(state: Any) -> bool:
+    """The store's write probe, given at most :data:`READY_DEADLINE` seconds. One probe at a
+    time per process: while a probe is still out (a hung database), /readyz answers 503 at
+    once instead of starting another; the probe ends at the store's own deadline."""
+    if getattr(state, "ready_probe_running", False):
+        return False
+    state.ready_probe_running = True
+    answer = {"ready": False}
+    store = state.store
+
+    def probe() -> None:
+        try:
+            answer["ready"] = deps.store_ready(store)
+        finally:
+            state.ready_probe_running = False
+
+    with anyio.move_on_after(READY_DEADLINE):
+        await anyio.to_thread.run_sync(probe, abandon_on_cancel=True)
+    return answer["ready"]
 
 
 @router.get(
@@ -48,7 +76,8 @@ async def readyz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Request counts by route template and status, latency histogram, in-flight scoring
     requests, items scored, per-stream series. With several workers, the sum over all of them
-    (whichever worker answers). Open unless `XENT_METRICS_REQUIRE_KEY` is true."""
+    (whichever worker answers). Needs an API key like /v1 when `XENT_API_KEYS` is set, unless
+    `XENT_METRICS_PUBLIC` is true."""
     app_metrics: Metrics = request.app.state.metrics
     # Rendering (and, with several workers, reading every worker's files) is work off the loop.
     return Response(await in_thread(app_metrics.render), media_type=CONTENT_TYPE_LATEST)

@@ -9,25 +9,40 @@ and how to shape the answer.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import anyio
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from service.api.views import BatchContext, sequences_view
 from service.convert import score_request, score_sequences_request
-from service.http import Body, compute, dumps, header_length, in_thread, json_response, read_body
+from service.http import Body, compute, dumps, header_length, json_response, read_body
 from service.metrics import Metrics
 from service.parsing import Parsed, parse_batch, parse_sequences
 from service.recording import record_batch, record_sequences
 from service.schemas import BatchRequest, SequencesRequest
 from service.settings import Settings
+from service.slots import ScoringSlots
 from xentcore import ScoreResult, SequenceResult
 from xentcore.validate import Batch
 
-__all__ = ["SEQUENCES", "Extra", "Route", "View", "run", "run_batch"]
+__all__ = [
+    "SEQUENCES",
+    "Extra",
+    "Route",
+    "View",
+    "check_idempotency_key",
+    "record_in_time",
+    "run",
+    "run_batch",
+]
+
+log = logging.getLogger("xent.monitoring")
 
 B = TypeVar("B", bound=BatchRequest)
 Q = TypeVar("Q")  # the parsed request model
@@ -65,16 +80,65 @@ class Route(Generic[Q, R]):
     count: Callable[[Scored[Q, R]], tuple[str, str, int]]
 
 
+#: Longest ``Idempotency-Key`` (the store's column holds 200 characters).
+MAX_IDEMPOTENCY_KEY = 200
+#: Extra seconds a request waits for its store write past ``XENT_STORE_TIMEOUT``, so that a write
+#: the store's own deadline ends is reported by the store itself, not by this wait.
+RECORD_GRACE = 0.25
+
+
+def check_idempotency_key(request: Request) -> None:
+    """422 on the ``Idempotency-Key`` header when it is over 200 characters or not printable
+    ASCII, before the body is read (the same on every store)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return
+    problem = None
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        problem = f"at most {MAX_IDEMPOTENCY_KEY} characters, got {len(key)}"
+    elif not (key.isascii() and key.isprintable()):
+        problem = "printable ASCII only"
+    if problem is not None:
+        raise RequestValidationError(
+            [{"loc": ["header", "Idempotency-Key"], "msg": problem, "type": "value_error"}]
+        )
+
+
+async def in_thread(work: Callable[[], bool]) -> bool:
+    """Run a store write in a worker thread, abandoned (left to finish on its own) when the
+    awaiting request gives up on it."""
+    return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+
+
+async def record_in_time(work: Callable[[], bool], settings: Settings, metrics: Metrics) -> bool:
+    """Run the store write ``work`` in a thread; False when it has not finished within
+    ``XENT_STORE_TIMEOUT`` (plus a grace). The write then goes on in its thread until the
+    store's own deadline ends it; the request does not wait for it and holds no slot."""
+    with anyio.move_on_after(settings.store_timeout + RECORD_GRACE):
+        return await in_thread(work)
+    log.error(
+        "store write still running after %.1f s: answering recorded=false", settings.store_timeout
+    )
+    metrics.streams.store_errors.inc()
+    return False
+
+
 async def run(request: Request, route: Route[Q, R]) -> Response:
-    """Serve one scoring request along ``route``."""
+    """Serve one scoring request along ``route``: a scoring slot is held only while the body,
+    fully arrived, is parsed and scored."""
+    check_idempotency_key(request)
     body = await read_body(request)
     settings: Settings = request.app.state.settings
     metrics: Metrics = request.app.state.metrics
+    slots: ScoringSlots = request.app.state.slots
     length = header_length(request)
-    scored = await compute(lambda: route.score(body, length, settings), len(body), settings)
+    async with slots.hold():
+        scored = await compute(lambda: route.score(body, length, settings), len(body), settings)
     recorded = None
     if route.stream(scored.request) is not None:  # a database write: never on the event loop
-        recorded = await in_thread(lambda: route.record(request, scored, metrics))
+        recorded = await record_in_time(
+            lambda: route.record(request, scored, metrics), settings, metrics
+        )
     endpoint, task, n_items = route.count(scored)
     metrics.items.labels(endpoint, task).inc(n_items)
     answer = await compute(lambda: dumps(route.answer(scored, recorded)), len(body), settings)

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import reduce
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -17,16 +16,25 @@ from service.durations import parse_duration
 from service.schemas import STREAM_PATTERN
 from service.settings import Settings
 from service.store import InvalidCursor, Store
+from service.store.base import decode_cursor, encode_cursor
 from service.store.windows import plan, top_level
-from xentcore.summary import BatchSummary, figures, reliability
+from xentcore.summary import BatchSummary, figures, figures_rows, reliability
 
-__all__ = ["parse_bucket", "parse_time", "router"]
+__all__ = ["parse_bucket", "parse_cursor", "parse_time", "router"]
 
 router = APIRouter(prefix="/v1/streams", tags=["monitoring"])
 log = logging.getLogger("xent.monitoring")
 T = TypeVar("T")
 
 MAX_BUCKETS = 10_000
+#: The times a query may name and an answer may show, in epoch seconds: from the Unix epoch
+#: (the store's times, and the buckets aligned to it, count from there) to the last whole second
+#: an ISO 8601 time with a four-digit year can show (a float has no microseconds left there).
+MIN_TIME = 0.0
+MAX_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+TIME_RANGE = "1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z"
+#: The widest bucket: 10000w (about 191 years), so that every bucket holding a batch can be shown.
+MAX_BUCKET = 10_000 * 604_800
 #: Longest window of a bucket width that is not whole minutes (summed from raw rows).
 MAX_RAW_WINDOW = 6 * 3600
 #: Seconds a read waits for a read slot before its 503.
@@ -63,26 +71,66 @@ def _query_error(name: str, msg: str) -> HTTPException:
 
 
 def parse_time(value: str | None, name: str) -> float | None:
-    """ISO 8601 -> epoch seconds (a time without offset is UTC)."""
+    """ISO 8601 -> epoch seconds (a time without offset is UTC).
+
+    422 on ``name`` for anything else, and for a time outside :data:`TIME_RANGE` once its UTC
+    offset is applied (``0001-01-01T00:00:00+01:00`` is in year 0, ``9999-12-31T23:59:59-14:00``
+    in year 10000; ``9999-12-31T23:59:59.999999Z`` rounds to year 10000 as a float).
+    """
     if value is None:
         return None
+    text = value.strip()
     try:
-        t = datetime.fromisoformat(value.strip())
-    except ValueError:
+        if not (text.isascii() and text.isprintable()):  # fromisoformat stops at a NUL
+            raise ValueError(text)
+        t = datetime.fromisoformat(text)
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)
+        seconds = t.timestamp()
+    except (ValueError, OverflowError):
         raise _query_error(name, "expected an ISO 8601 time such as 2026-11-23T10:00:00Z") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.timestamp()
+    if not MIN_TIME <= seconds <= MAX_TIME:
+        raise _query_error(name, f"must lie within {TIME_RANGE} once its offset is applied")
+    return seconds
 
 
 def parse_bucket(value: str | None) -> float | None:
-    """A duration such as ``30s``, ``5m``, ``1h``, ``1d`` or ``1w`` -> seconds."""
+    """A duration such as ``30s``, ``5m``, ``1h``, ``1d`` or ``1w`` -> seconds; 422 on
+    ``bucket`` for anything else and for a width over :data:`MAX_BUCKET` (``10000w``)."""
+    if value is None:
+        return None
+    try:  # ASCII only: the pattern's \d would also read the digits of other scripts
+        width = parse_duration(value if value.isascii() else "")
+    except ValueError as exc:
+        raise _query_error("bucket", str(exc)) from None
+    if width > MAX_BUCKET:
+        raise _query_error("bucket", "at most 10000w (about 191 years)")
+    return float(width)
+
+
+def parse_cursor(value: str | None) -> str | None:
+    """A ``next_cursor`` of /flagged, exactly as it was handed out; 422 on ``cursor`` for any
+    other string (not base64, not two decimal integers in range, or not in the one form
+    :func:`encode_cursor` writes: padding, leading zeros, non-ASCII digits). Checked before
+    the store is asked, so a forged cursor is refused even while the store is down."""
     if value is None:
         return None
     try:
-        return float(parse_duration(value))
-    except ValueError as exc:
-        raise _query_error("bucket", str(exc)) from None
+        canonical = encode_cursor(*decode_cursor(value))
+    except InvalidCursor:
+        canonical = None
+    if canonical != value:
+        raise _query_error("cursor", "not a cursor returned by this endpoint")
+    return value
+
+
+def _bucket_bounds(k: int, width: float) -> tuple[float, float]:
+    """Start and end of bucket ``k``; 422 on ``bucket`` when either cannot be shown (a batch
+    recorded near the end of :data:`TIME_RANGE`: never with times of this era)."""
+    start, end = k * width, (k + 1) * width
+    if not MIN_TIME <= start < end <= MAX_TIME:
+        raise _query_error("bucket", f"a bucket would end outside {TIME_RANGE}: narrow the bucket")
+    return start, end
 
 
 def iso(t: float) -> str:
@@ -150,17 +198,18 @@ def list_streams(request: Request) -> dict[str, Any]:
     ``total`` count every batch since the stream was first recorded; a stream disappears when
     its newest batch is older than ``XENT_ROLLUP_RETENTION``.
     """
-    out = []
-    for info, total in _read(request, lambda store: store.streams()):
-        out.append(
-            {
-                "stream": info.stream,
-                "n_batches": info.n_batches,
-                "last_seen": iso(info.last_seen),
-                "tasks": list(info.tasks),
-                "total": figures(total),
-            }
-        )
+    table = _read(request, lambda store: store.streams())
+    totals = figures_rows(table.sums.columns())
+    out = [
+        {
+            "stream": info.stream,
+            "n_batches": info.n_batches,
+            "last_seen": iso(info.last_seen),
+            "tasks": list(info.tasks),
+            "total": total,
+        }
+        for info, total in zip(table.infos, totals, strict=True)
+    ]
     return {"streams": out}
 
 
@@ -193,6 +242,12 @@ def stream_summary(
     10,000 buckets, and at most 6 hours with a width that is not whole minutes (``30s``,
     ``90s``: those are summed from raw rows). Without ``bucket`` there is one bucket spanning
     the window (from ``since``, or the first batch, to ``until``, or now).
+
+    Bounds (each a 422 naming the parameter): ``since`` and ``until`` must lie within
+    1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z once their UTC offset is applied (the store's
+    times count from the Unix epoch, and every time of the answer must be printable with a
+    four-digit year), ``until`` must be after ``since``, and ``bucket`` is at most ``10000w``
+    (about 191 years).
 
     The figures are read from per-minute, per-hour and per-day rollups plus the raw rows of the
     partial minutes at the window's edges, so a read costs O(buckets), not O(batches). Raw rows
@@ -228,12 +283,16 @@ def stream_summary(
         start if start is not None else end, end, width, raw_horizon=now - settings.retention
     )
     sums = _read(request, lambda store: store.sums(stream, window.pieces, width))
-    total = reduce(lambda a, b: a + b, (v.summary for v in sums.values()), BatchSummary())
+    total = sums.total()
     if width is None:
         first = window.since if t0 is not None or start is None else start
-        buckets = [_bucket_row(first, window.until, total)] if sums else []
+        buckets = [_bucket_row(first, window.until, total)] if len(sums) else []
     else:
-        buckets = [_bucket_row(k * width, (k + 1) * width, sums[k].summary) for k in sorted(sums)]
+        rows = figures_rows(sums.columns())
+        buckets = []
+        for k, row in zip(sums.keys.tolist(), rows, strict=True):
+            lo, hi = _bucket_bounds(k, width)
+            buckets.append({"start": iso(lo), "end": iso(hi), **row})
     return {
         "stream": stream,
         "since": None if t0 is None else iso(window.since),
@@ -263,8 +322,13 @@ def stream_flagged(
     """Flagged items with time, id, index, confidence, loss, predicted, label and reasons.
 
     ``label`` is the item's true class (its name with ``class_names``; null without labels).
+
+    Bounds (each a 422 naming the parameter): ``since`` must lie within
+    1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z once its UTC offset is applied; ``cursor`` must
+    be a ``next_cursor`` of this endpoint exactly as it was returned (any other string, however
+    long or however decoded, is refused before the store is read).
     """
-    t0 = parse_time(since, "since")
+    t0, cursor = parse_time(since, "since"), parse_cursor(cursor)
     items, next_cursor = _read(
         request, lambda store: store.flagged(stream, since=t0, limit=limit, cursor=cursor)
     )

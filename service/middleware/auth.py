@@ -1,11 +1,12 @@
 """API keys: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` when ``XENT_API_KEYS`` is set.
 
-Enforced by an ASGI middleware on every ``/v1/`` and ``/dashboard`` path (and ``/metrics`` with
-``XENT_METRICS_REQUIRE_KEY``), before the limits and before any body is read, so a request
+Enforced by an ASGI middleware on every ``/v1/`` and ``/dashboard`` path and on ``/metrics``
+(stream names and volumes are not public information; ``XENT_METRICS_PUBLIC=true`` opens it for
+a scraper that cannot send a key), before the limits and before any body is read, so a request
 without a valid key costs nothing and never holds an in-flight slot. ``/healthz``, ``/readyz``,
-``/docs`` and ``/openapi.json`` stay open. (A FastAPI dependency would do the same at a cost of
-a few hundred microseconds per request; the OpenAPI document declares the two schemes instead,
-see :func:`document_security`.)
+``/docs`` and ``/openapi.json`` stay open. Without ``XENT_API_KEYS`` every path is open. (A
+FastAPI dependency would do the same at a cost of a few hundred microseconds per request; the
+OpenAPI document declares the two schemes instead, see :func:`document_security`.)
 
 The given key is compared with every configured key by ``hmac.compare_digest`` with no early
 exit, so the time taken does not depend on which key matched or on how many leading characters
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 PROTECTED_PREFIX = "/v1/"
+METRICS = "/metrics"
 DASHBOARD = "/dashboard"
 OPEN_ASSETS = "/dashboard/static/"
 SESSION_COOKIE = "xent_session"
@@ -123,12 +125,12 @@ class ApiKeyMiddleware:
         self.app = app
         self.keys = list(settings.api_keys)
         self.tokens = [session_token(key) for key in self.keys]
-        self.metrics_too = settings.metrics_require_key
+        self.metrics_too = not settings.metrics_public
 
     def _protected(self, path: str) -> bool:
         if path.startswith(DASHBOARD):
             return not path.startswith(OPEN_ASSETS)
-        return path.startswith(PROTECTED_PREFIX) or (self.metrics_too and path == "/metrics")
+        return path.startswith(PROTECTED_PREFIX) or (self.metrics_too and path == METRICS)
 
     def _allowed(self, scope: Scope) -> bool:
         given = given_key(scope)
@@ -148,10 +150,11 @@ class ApiKeyMiddleware:
 
 
 def document_security(schema: dict[str, Any], *, metrics_too: bool) -> None:
-    """Declare the key schemes in an OpenAPI document, on every protected operation."""
+    """Declare the key schemes in an OpenAPI document, on every protected operation: the /v1
+    routes, and ``/metrics`` when ``metrics_too`` (that is, unless ``XENT_METRICS_PUBLIC``)."""
     schema.setdefault("components", {})["securitySchemes"] = SCHEMES
     requirement: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
     for path, operations in schema.get("paths", {}).items():
-        if path.startswith(PROTECTED_PREFIX) or (metrics_too and path == "/metrics"):
+        if path.startswith(PROTECTED_PREFIX) or (metrics_too and path == METRICS):
             for operation in operations.values():
                 operation["security"] = requirement

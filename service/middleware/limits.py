@@ -1,4 +1,4 @@
-"""Request limits, enforced before any parsing: body size, content type, time, in-flight work.
+"""Request limits, enforced before any parsing: body size, content type, time.
 
 * 415 for a POST whose ``Content-Type`` is neither JSON nor ``application/octet-stream`` (the
   binary-tensor form); a missing type is read as JSON.
@@ -7,9 +7,9 @@
   than the limit is ever held in memory.
 * 408 when the body has not fully arrived ``body_timeout`` seconds after the request started
   (uvicorn itself has no body timeout).
-* 503 with ``Retry-After`` when ``max_concurrency`` scoring requests (POST /v1/...) are already
-  in flight, counted from their first byte to their last: the service sheds load instead of
-  queueing without bound. Health and metrics routes are never refused.
+
+Scoring capacity (503 with ``Retry-After``) is not decided here but once a body has arrived
+(``service.slots``), so slow senders cost connections, not capacity.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.metrics import Metrics
 from service.settings import Settings
 
 __all__ = ["JSON_TYPES", "LimitsMiddleware"]
@@ -46,14 +45,10 @@ def _json_like(content_type: str | None) -> bool:
 class LimitsMiddleware:
     """Pure ASGI middleware applying the limits above (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         self.max_body = settings.max_body_bytes
-        self.max_in_flight = settings.max_concurrency
         self.body_timeout = settings.body_timeout
-        self.retry_after = str(settings.retry_after_seconds)
-        self.metrics = metrics
-        self.in_flight = 0  # one event loop per app: no lock needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,24 +58,7 @@ class LimitsMiddleware:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        scoring = scope["method"] == "POST" and scope["path"].startswith("/v1/")
-        if scoring and self.in_flight >= self.max_in_flight:
-            busy = JSONResponse(
-                {"detail": "server busy: too many requests in flight, retry"},
-                503,
-                headers={"Retry-After": self.retry_after},
-            )
-            await busy(scope, receive, send)
-            return
-        if scoring:
-            self.in_flight += 1
-            self.metrics.in_flight.inc()
-        try:
-            await self.app(scope, self._limited(receive), send)
-        finally:
-            if scoring:
-                self.in_flight -= 1
-                self.metrics.in_flight.dec()
+        await self.app(scope, self._limited(receive), send)
 
     def _refusal(self, scope: Scope) -> JSONResponse | None:
         """A 415 / 413 / 400 decided from the headers alone, or None."""

@@ -35,6 +35,7 @@ __all__ = [
     "SequenceFlagRules",
     "SequenceIn",
     "SequencesRequest",
+    "tokens_mismatch",
 ]
 
 
@@ -199,6 +200,13 @@ class OpenAILogprobs(BaseModel):
     content: list[OpenAIToken]
 
 
+def tokens_mismatch(n_tokens: int, n_logprobs: int) -> str | None:
+    """The error of a sequence whose ``tokens`` and ``token_logprobs`` differ in length."""
+    if n_tokens == n_logprobs:
+        return None
+    return f"tokens has {n_tokens} entries, token_logprobs {n_logprobs}"
+
+
 class SequenceIn(BaseModel):
     """One generated sequence: `token_logprobs`, or an OpenAI `logprobs` object."""
 
@@ -219,14 +227,10 @@ class SequenceIn(BaseModel):
     def _one_source(self) -> SequenceIn:
         if (self.token_logprobs is None) == (self.logprobs is None):
             raise ValueError("give exactly one of token_logprobs and logprobs")
-        if (
-            self.tokens is not None
-            and isinstance(self.token_logprobs, list)
-            and len(self.tokens) != len(self.token_logprobs)
-        ):
-            raise ValueError(
-                f"tokens has {len(self.tokens)} entries, token_logprobs {len(self.token_logprobs)}"
-            )
+        if self.tokens is not None and isinstance(self.token_logprobs, list):
+            problem = tokens_mismatch(len(self.tokens), len(self.token_logprobs))
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
 

@@ -20,12 +20,12 @@ from service.store.base import (
     StoredBatch,
     StoreUnavailable,
     StreamInfo,
-    StreamTotals,
     Sums,
 )
 from service.store.payload import FlaggedItems
 from service.store.reconnecting import ReconnectingStore
 from service.store.sql import SqlStore
+from service.store.sums import StreamsTable, SumsTable
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -38,7 +38,8 @@ __all__ = [
     "StoreUnavailable",
     "StoredBatch",
     "StreamInfo",
-    "StreamTotals",
+    "StreamsTable",
+    "SumsTable",
     "Sums",
     "open_store",
     "store_url",
@@ -55,4 +56,5 @@ def store_url(database_url: str | None, data_dir: str | PathLike[str]) -> str:
 
 def open_store(settings: Settings) -> Store:
     """Open (and migrate) the store the settings name; raises when the database is unreachable."""
-    return SqlStore.from_url(store_url(settings.database_url, settings.data_dir))
+    url = store_url(settings.database_url, settings.data_dir)
+    return SqlStore.from_url(url, timeout=settings.store_timeout)

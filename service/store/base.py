@@ -16,6 +16,7 @@ from xentcore.summary import BatchSummary
 
 if TYPE_CHECKING:
     from service.store.payload import FlaggedItems
+    from service.store.sums import StreamsTable, SumsTable
     from service.store.windows import Piece
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "StoreUnavailable",
     "StoredBatch",
     "StreamInfo",
-    "StreamTotals",
     "Sums",
     "decode_cursor",
     "encode_cursor",
@@ -114,13 +114,6 @@ class StreamInfo(NamedTuple):
     tasks: tuple[str, ...]
 
 
-class StreamTotals(NamedTuple):
-    """A stream with its lifetime totals (:meth:`Store.streams`)."""
-
-    info: StreamInfo
-    total: BatchSummary
-
-
 class Store(Protocol):
     """What the service needs of a monitoring store."""
 
@@ -157,13 +150,13 @@ class Store(Protocol):
         """The time of the stream's oldest retained batch, when it is before ``before``."""
         ...
 
-    def sums(self, stream: str, pieces: Sequence[Piece], width: float | None) -> dict[int, Sums]:
+    def sums(self, stream: str, pieces: Sequence[Piece], width: float | None) -> SumsTable:
         """The sums of the window ``pieces`` (``service.store.windows``) per bucket
         ``floor(start / width)`` (key 0 without a width); empty buckets are absent."""
         ...
 
-    def streams(self) -> list[StreamTotals]:
-        """Every stream, by name, with its lifetime totals."""
+    def streams(self) -> StreamsTable:
+        """Every stream, by name, with its lifetime totals (row i of the table: stream i)."""
         ...
 
     def flagged(

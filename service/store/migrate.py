@@ -37,6 +37,8 @@ log = logging.getLogger("xent.store")
 VERSION_TABLE = "xent_alembic_version"
 #: PostgreSQL advisory lock key held while migrating ("xent" in ASCII).
 _MIGRATION_LOCK = 0x78656E74
+#: How long a process opening a SQLite store waits for another one migrating it (ms).
+_SQLITE_WAIT_MS = 600_000
 #: SQLite's ALTER TABLE ... DROP COLUMN (revision 0002) needs 3.35.
 _SQLITE_MIN = (3, 35, 0)
 
@@ -73,16 +75,23 @@ def _locked(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             with conn.begin():
+                # a migration may take longer than the store's statement deadline
+                conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
                 yield conn
             return
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite: we own the transaction
+        busy = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {_SQLITE_WAIT_MS}")  # wait for a migrator
         try:
-            yield conn
-        except BaseException:
-            conn.exec_driver_sql("ROLLBACK")
-            raise
-        conn.exec_driver_sql("COMMIT")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite: we own the transaction
+            try:
+                yield conn
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy or 0)}")
 
 
 def _check(conn: Connection) -> str | None:

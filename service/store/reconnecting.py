@@ -12,11 +12,10 @@ from service.store.base import (
     FlaggedPage,
     Store,
     StoreUnavailable,
-    StreamTotals,
-    Sums,
     decode_cursor,
 )
 from service.store.payload import FlaggedItems
+from service.store.sums import StreamsTable, SumsTable
 from service.store.windows import Piece
 from xentcore.summary import BatchSummary
 
@@ -97,10 +96,10 @@ class ReconnectingStore:
     def first_time(self, stream: str, before: float) -> float | None:
         return self.current().first_time(stream, before)
 
-    def sums(self, stream: str, pieces: Sequence[Piece], width: float | None) -> dict[int, Sums]:
+    def sums(self, stream: str, pieces: Sequence[Piece], width: float | None) -> SumsTable:
         return self.current().sums(stream, pieces, width)
 
-    def streams(self) -> list[StreamTotals]:
+    def streams(self) -> StreamsTable:
         return self.current().streams()
 
     def flagged(

@@ -12,6 +12,7 @@ revision creates, and the store's queries are written against them.
   86400 seconds, ``start`` a multiple of it), plus ``level`` 0 (``start`` 0): the stream's
   lifetime totals. Every recorded batch adds itself to its four rows in the transaction that
   writes it (an additive UPSERT), so rollups equal the sums of the raw rows they cover.
+- ``xent_health``: one row that ``/readyz`` rewrites, proving the store can still write.
 - ``xent_schema_version``: the schema version, kept so that a release that predates Alembic
   (version 1) refuses a newer store instead of writing to it.
 """
@@ -30,13 +31,14 @@ __all__ = [
     "SUM_COLUMNS",
     "batches",
     "flagged",
+    "health",
     "metadata",
     "rollups",
     "schema_version",
 ]
 
-#: The schema version this code writes (``xent_schema_version``; Alembic revision ``0002``).
-SCHEMA_VERSION = 2
+#: The schema version this code writes (``xent_schema_version``; Alembic revision ``0003``).
+SCHEMA_VERSION = 3
 #: Rollup periods in seconds, coarsest first (``level`` 0 = lifetime totals).
 LEVELS = (86400, 3600, 60)
 #: Integer sums of a BatchSummary, by column name (= field name).
@@ -125,4 +127,11 @@ rollups = sa.Table(
     sa.Column("time_max", sa.Float(53), nullable=False),
     *sum_columns(),
     sa.PrimaryKeyConstraint("stream", "level", "start", "task", name="xent_rollups_pk"),
+    sa.Index("xent_rollups_level_start", "level", "start"),
+)
+health = sa.Table(
+    "xent_health",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.Float(53), nullable=False),
 )

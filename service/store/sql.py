@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
+import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,8 +33,6 @@ from service.store.base import (
     FlaggedPage,
     StoredBatch,
     StreamInfo,
-    StreamTotals,
-    Sums,
     decode_cursor,
     encode_cursor,
 )
@@ -43,8 +45,10 @@ from service.store.schema import (
     SUM_COLUMNS,
     batches,
     flagged,
+    health,
     rollups,
 )
+from service.store.sums import StreamsTable, SumsTable, group_rows
 from service.store.windows import Piece
 from xentcore.summary import BatchSummary
 
@@ -59,29 +63,71 @@ _SCALARS = tuple(c for c in SUM_COLUMNS if not c.startswith("bin_"))
 _PAGE_BATCHES = 64
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+#: The store's deadline when none is given (``XENT_STORE_TIMEOUT``'s default).
+DEFAULT_TIMEOUT = 2.0
 
 
-def engine_for(url: str) -> Engine:
-    """An engine for ``sqlite:///path`` or ``postgresql://...`` (psycopg 3 driver)."""
+def _sqlite_pragmas(timeout: float) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cur.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return on_connect
+
+
+def engine_for(url: str, timeout: float = DEFAULT_TIMEOUT) -> Engine:
+    """An engine for ``sqlite:///path`` or ``postgresql://...`` (psycopg 3 driver) whose every
+    wait is bounded by ``timeout`` seconds: SQLite's busy timeout; PostgreSQL's connect timeout
+    (libpq counts whole seconds, at least 2), pool checkout and server-side
+    ``statement_timeout`` (a live server ends a statement waiting on a lock). A server that
+    hangs altogether is the store's watchdog's business (:meth:`SqlStore._connection`)."""
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 5.0})
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        engine = sa.create_engine(url, connect_args={"timeout": timeout})
+        sa.event.listen(engine, "connect", _sqlite_pragmas(timeout))
         return engine
+    options = sa.engine.make_url(url).query.get("options", "")
+    if not isinstance(options, str):  # given twice in the URL: keep the last
+        options = options[-1]
+    statement = f"-c statement_timeout={max(1, int(timeout * 1000))}"
     return sa.create_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5}
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=timeout,
+        connect_args={
+            "connect_timeout": max(2, math.ceil(timeout)),
+            "options": f"{options} {statement}".strip(),
+        },
     )
+
+
+def _abort(conn: Connection) -> None:
+    """End whatever ``conn`` is waiting for, from another thread: SQLite's ``interrupt()``;
+    for PostgreSQL, shut the socket down (a hung server never answers a cancel request), so the
+    blocked call fails at once and the pool drops the connection."""
+    try:
+        raw = conn.connection.dbapi_connection
+        if raw is None:
+            return
+        if isinstance(raw, sqlite3.Connection):
+            raw.interrupt()
+            return
+        fd = raw.pgconn.socket
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+        log.error("store operation past its deadline: connection shut down")
+    except Exception:  # already closed, or a driver without these: nothing to end
+        log.debug("store watchdog found nothing to end", exc_info=True)
 
 
 def summary_values(s: BatchSummary) -> dict[str, Any]:
@@ -129,28 +175,48 @@ def _rollup_upsert(dialect: str) -> sa.Insert:
 class SqlStore:
     """The monitoring store behind :class:`service.store.base.Store`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.engine = engine
+        self.timeout = timeout
         upgrade(engine)
         self._dialect = engine.dialect.name
         self._upsert = _rollup_upsert(self._dialect)
+        self._window_queries: dict[tuple[tuple[bool, ...], bool], Any] = {}
 
     @classmethod
-    def from_url(cls, url: str) -> SqlStore:
-        return cls(engine_for(url))
+    def from_url(cls, url: str, *, timeout: float = DEFAULT_TIMEOUT) -> SqlStore:
+        return cls(engine_for(url, timeout), timeout=timeout)
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+    def _connection(self, *, begin: bool = False) -> Iterator[Connection]:
+        """A pooled connection (in a transaction with ``begin``) under the store's deadline:
+        past ``timeout`` seconds a watchdog ends what it waits for (:func:`_abort`), so no
+        store call outlives its deadline by more than the driver's reaction."""
+        with self.engine.connect() as conn:
+            watchdog = threading.Timer(self.timeout, _abort, (conn,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                if begin:
+                    with conn.begin():
+                        yield conn
+                else:
+                    yield conn
+            finally:
+                watchdog.cancel()
+
+    def _tx(self) -> Any:
+        return self._connection(begin=True)
 
     def ping(self) -> bool:
+        """True when the store can write: one small write (``xent_health``), so a store that
+        answers reads but cannot write (a full disk, a read-only replica) is not ready."""
         try:
-            with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
+            with self._tx() as conn:
+                conn.execute(health.update().where(health.c.id == 1).values(at=time.time()))
             return True
         except Exception:  # any driver error means "not ready"
-            log.warning("store ping failed", exc_info=True)
+            log.warning("store ping (a write) failed", exc_info=True)
             return False
 
     def close(self) -> None:
@@ -219,7 +285,8 @@ class SqlStore:
         """
         if not batches_at:
             return 0
-        rows, groups = [], {}
+        rows: list[dict[str, Any]] = []
+        groups: dict[tuple[int, int], dict[str, Any]] = {}
         for t, summary in batches_at:
             values = summary_values(summary)
             rows.append({"stream": stream, "time": t, "task": task, **values})
@@ -233,7 +300,7 @@ class SqlStore:
         return len(rows)
 
     def _has_key(self, stream: str, key: str) -> bool:
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             q = sa.select(batches.c.id).where(
                 batches.c.stream == stream, batches.c.idempotency_key == key
             )
@@ -244,7 +311,7 @@ class SqlStore:
     def has_stream(self, stream: str) -> bool:
         """True when the stream has lifetime totals (it was recorded and has not expired)."""
         q = sa.select(rollups.c.n_batches).where(rollups.c.stream == stream, rollups.c.level == 0)
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             return conn.execute(q.limit(1)).first() is not None
 
     def first_time(self, stream: str, before: float) -> float | None:
@@ -254,94 +321,114 @@ class SqlStore:
             rollups.c.level == LEVELS[0],
             rollups.c.start < before,
         )
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             found = conn.execute(q).scalar()
         return None if found is None or found >= before else float(found)
 
-    def sums(self, stream: str, pieces: Sequence[Piece], width: float | None) -> dict[int, Sums]:
+    def sums(self, stream: str, pieces: Sequence[Piece], width: float | None) -> SumsTable:
         """The sums of ``pieces`` per bucket ``floor(start / width)`` (0 without a width).
 
-        One query (a UNION ALL of one aggregate per piece); rows of one bucket from several
-        pieces or tasks are added here.
+        One query (a UNION ALL of one aggregate per piece, its statement built once per shape
+        and cached); rows of one bucket from several pieces or tasks are added in numpy.
         """
         if not pieces:
-            return {}
-        selects = [self._piece_select(stream, p, width) for p in pieces]
-        query: Any = selects[0]
-        if len(selects) > 1:
-            query = _union_all(selects)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        out: dict[int, Sums] = {}
-        for row in rows:
-            n = int(row["n_batches"] or 0)
-            if n == 0:
-                continue
-            key = int(row["k"])
-            part = Sums(n, summary_of(row))
-            out[key] = out[key] + part if key in out else part
-        return out
+            return group_rows([])
+        shape = (tuple(p.level is None for p in pieces), width is None)
+        query = self._window_queries.get(shape)
+        if query is None:
+            query = self._window_query(*shape)
+            self._window_queries[shape] = query
+        params: dict[str, Any] = {"stream": stream}
+        for i, p in enumerate(pieces):
+            raw = p.level is None
+            params[f"lo{i}"] = p.lo if raw else int(p.lo)
+            params[f"hi{i}"] = p.hi if raw else int(p.hi)
+            if not raw:
+                params[f"level{i}"] = p.level
+        if width is not None:
+            params["width"] = width
+            params["iwidth"] = int(width)
+        with self._connection() as conn:
+            rows = conn.execute(query, params).all()
+        return group_rows(rows)
 
-    def _piece_select(self, stream: str, piece: Piece, width: float | None) -> Any:
-        """One piece's aggregate: ``k`` (bucket), ``n_batches`` and every summed column."""
+    def _window_query(self, raw: tuple[bool, ...], no_width: bool) -> Any:
+        selects = [self._piece_select(i, r, no_width) for i, r in enumerate(raw)]
+        return selects[0] if len(selects) == 1 else _union_all(selects)
+
+    def _piece_select(self, i: int, raw: bool, no_width: bool) -> Any:
+        """Piece ``i``'s aggregate: ``k`` (bucket), ``n_batches`` and every summed column, with
+        bound parameters ``stream``, ``lo{i}``, ``hi{i}`` (``level{i}``) and ``width``."""
         n: Any
-        if piece.level is None:
+        lo: Any = sa.bindparam(f"lo{i}")
+        hi: Any = sa.bindparam(f"hi{i}")
+        if raw:
             table, n = batches, sa.func.count()
-            where = [table.c.stream == stream, table.c.time >= piece.lo, table.c.time < piece.hi]
-            key = None if width is None else self._floor_div(table.c.time, width)
+            where = [
+                table.c.stream == sa.bindparam("stream"),
+                table.c.time >= lo,
+                table.c.time < hi,
+            ]
+            key = None if no_width else self._floor_div(table.c.time, sa.bindparam("width"))
         else:
             table, n = rollups, sa.func.sum(rollups.c.n_batches)
             where = [
-                table.c.stream == stream,
-                table.c.level == piece.level,
-                table.c.start >= int(piece.lo),
-                table.c.start < int(piece.hi),
+                table.c.stream == sa.bindparam("stream"),
+                table.c.level == sa.bindparam(f"level{i}"),
+                table.c.start >= lo,
+                table.c.start < hi,
             ]
-            key = None if width is None else table.c.start // int(width)
-        sums = [sa.func.sum(table.c[name]).label(name) for name in SUM_COLUMNS]
+            key = None if no_width else table.c.start // sa.bindparam("iwidth", type_=sa.BigInteger)
+        sums = [sa.func.coalesce(sa.func.sum(table.c[name]), 0) for name in SUM_COLUMNS]
         if key is None:
-            return sa.select(
-                sa.literal(0, sa.BigInteger).label("k"), n.label("n_batches"), *sums
-            ).where(*where)
-        return sa.select(key.label("k"), n.label("n_batches"), *sums).where(*where).group_by(key)
+            return sa.select(sa.literal(0, sa.BigInteger), sa.func.coalesce(n, 0), *sums).where(
+                *where
+            )
+        return sa.select(key, n, *sums).where(*where).group_by(key)
 
-    def _floor_div(self, column: Any, width: float) -> Any:
+    def _floor_div(self, column: Any, width: Any) -> Any:
         """floor(column / width) as an integer (SQLite: CAST truncates; times are positive)."""
         if self._dialect == "postgresql":
             return sa.cast(sa.func.floor(column / width), sa.BigInteger)
         return sa.cast(column / width, sa.Integer)
 
-    def streams(self) -> list[StreamTotals]:
-        """Every stream with its lifetime totals (the rollups' level 0), by name: O(streams)."""
+    def streams(self) -> StreamsTable:
+        """Every stream with its lifetime totals (the rollups' level 0, read through a partial
+        index of those rows only), by name: O(streams)."""
         q = (
-            sa.select(rollups)
+            sa.select(
+                rollups.c.stream,
+                rollups.c.task,
+                rollups.c.time_max,
+                rollups.c.n_batches,
+                *(rollups.c[name] for name in SUM_COLUMNS),
+            )
             .where(rollups.c.level == 0)
             .order_by(rollups.c.stream, rollups.c.task)
         )
-        with self.engine.connect() as conn:
-            rows = conn.execute(q).mappings().all()
-        out: list[StreamTotals] = []
-        for row in rows:
-            name, s = str(row["stream"]), summary_of(row)
-            info = StreamInfo(
-                name, float(row["time_max"]), int(row["n_batches"]), (str(row["task"]),)
-            )
-            if out and out[-1].info.stream == name:
-                prev = out[-1]
-                info = StreamInfo(
+        with self._connection() as conn:
+            rows = conn.execute(q).all()
+        infos: list[StreamInfo] = []
+        keys: list[int] = []
+        for stream, task, seen, n, *_ in rows:
+            name = str(stream)
+            if infos and infos[-1].stream == name:
+                prev = infos[-1]
+                infos[-1] = StreamInfo(
                     name,
-                    max(prev.info.last_seen, info.last_seen),
-                    prev.info.n_batches + info.n_batches,
-                    tuple(sorted({*prev.info.tasks, *info.tasks})),
+                    max(prev.last_seen, float(seen)),
+                    prev.n_batches + int(n),
+                    tuple(sorted({*prev.tasks, str(task)})),
                 )
-                out[-1] = StreamTotals(info, prev.total + s)
             else:
-                out.append(StreamTotals(info, s))
-        return out
+                infos.append(StreamInfo(name, float(seen), int(n), (str(task),)))
+            keys.append(len(infos) - 1)
+        table = group_rows([(k, row[3], *row[4:]) for k, row in zip(keys, rows, strict=True)])
+        return StreamsTable(infos, table)
 
     def stream_names(self) -> list[StreamInfo]:
         """Every stream, by name: last-seen time, batch count and the tasks it holds."""
-        return [t.info for t in self.streams()]
+        return self.streams().infos
 
     def batches_in(
         self, stream: str, since: float | None = None, until: float | None = None
@@ -353,7 +440,7 @@ class SqlStore:
             q = q.where(batches.c.time >= since)
         if until is not None:
             q = q.where(batches.c.time < until)
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             rows = conn.execute(q).mappings().all()
         return [StoredBatch(float(r["time"]), str(r["task"]), summary_of(r)) for r in rows]
 
@@ -404,7 +491,7 @@ class SqlStore:
             if upper is not None:
                 q = q.where(flagged.c.batch_id <= upper)
             q = q.order_by(flagged.c.batch_id.desc()).limit(_PAGE_BATCHES)
-            with self.engine.connect() as conn:
+            with self._connection() as conn:
                 rows = conn.execute(q).all()
             for batch_id, t, payload in rows:
                 yield int(batch_id), float(t), bytes(payload)
@@ -418,7 +505,7 @@ class SqlStore:
         )
         if since is not None:
             q = q.where(flagged.c.time >= since)
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             return conn.execute(q.limit(1)).first() is not None
 
     # -- retention ------------------------------------------------------------------------
@@ -484,48 +571,47 @@ class SqlStore:
             time.sleep(pause)
 
     def _expire_rollups(self, cutoff: float, chunk: int, pause: float) -> int:
+        """Delete rollups whose period ended before ``cutoff``, level by level in chunks of
+        about ``chunk`` rows (found through the ``(level, start)`` index, whatever the number
+        of streams), then the lifetime totals of streams with nothing newer."""
         deleted = 0
-        for totals in self.streams():
-            stream = totals.info.stream
-            for level in LEVELS:
-                deleted += self._expire_level(stream, level, cutoff, chunk, pause)
-            if totals.info.last_seen < cutoff:  # nothing left of it: its totals go too
-                with self._tx() as conn:
-                    deleted += conn.execute(
-                        rollups.delete().where(
-                            rollups.c.stream == stream,
-                            rollups.c.level == 0,
-                            rollups.c.time_max < cutoff,
-                        )
-                    ).rowcount
-        return deleted
+        for level in LEVELS:
+            end = math.floor(cutoff / level) * level - level  # start + level <= cutoff
+            while True:
+                n, more = self._expire_chunk(level, end, chunk)
+                deleted += n
+                if not more:
+                    break
+                time.sleep(pause)
+        with self._tx() as conn:
+            gone: int = conn.execute(
+                rollups.delete().where(rollups.c.level == 0, rollups.c.time_max < cutoff)
+            ).rowcount
+        return deleted + gone
 
-    def _expire_level(
-        self, stream: str, level: int, cutoff: float, chunk: int, pause: float
-    ) -> int:
-        """Delete the stream's ``level`` rollups with start + level <= cutoff, ``chunk``
-        periods per transaction."""
-        end = math.floor(cutoff / level) * level - level  # last start whose period has ended
-        deleted = 0
-        with self.engine.connect() as conn:
-            lo = conn.execute(
-                sa.select(sa.func.min(rollups.c.start)).where(
-                    rollups.c.stream == stream, rollups.c.level == level
-                )
+    def _expire_chunk(self, level: int, end: int, chunk: int) -> tuple[int, bool]:
+        """Delete the oldest ``level`` rollups with start <= end, about ``chunk`` of them (all
+        rows of the boundary start go together); returns (deleted, more left)."""
+        level_rows = (rollups.c.level == level, rollups.c.start <= end)
+        with self._tx() as conn:
+            bound = conn.execute(
+                sa.select(rollups.c.start)
+                .where(*level_rows)
+                .order_by(rollups.c.start)
+                .offset(chunk)
+                .limit(1)
             ).scalar()
-        while lo is not None and lo <= end:
-            hi = min(int(lo) + chunk * level, end + level)
-            with self._tx() as conn:
-                deleted += conn.execute(
-                    rollups.delete().where(
-                        rollups.c.stream == stream,
-                        rollups.c.level == level,
-                        rollups.c.start < hi,
-                    )
+            if bound is None:
+                gone = conn.execute(rollups.delete().where(*level_rows)).rowcount
+                return gone, False
+            gone = conn.execute(
+                rollups.delete().where(rollups.c.level == level, rollups.c.start < bound)
+            ).rowcount
+            if gone == 0:  # more than `chunk` rows share the oldest start: take that start whole
+                gone = conn.execute(
+                    rollups.delete().where(rollups.c.level == level, rollups.c.start == bound)
                 ).rowcount
-            lo = hi
-            time.sleep(pause)
-        return deleted
+            return gone, True
 
 
 _FLAGGED_INSERT = flagged.insert()

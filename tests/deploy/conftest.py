@@ -7,9 +7,11 @@ The ``network`` marker (registered in pyproject.toml) marks the test that instal
 
 from __future__ import annotations
 
+import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,6 +133,30 @@ def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp
                 labels |= set(sample.labels)
         routes = set(client.app.openapi()["paths"])  # type: ignore[attr-defined]
         yield RunningApp(client, routes, names, labels, text)
+
+
+#: ``scrape(env, token)``: see the fixture.
+Scrape = Callable[[Mapping[str, str], str | None], int]
+
+
+@pytest.fixture
+def scrape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Scrape:
+    """``scrape(env, token)``: the status of GET /metrics from an app configured by the
+    ``XENT_*`` variables ``env`` alone, sent as Prometheus sends it: ``Authorization: Bearer
+    <token>`` with the token trimmed (``credentials_file``), or no header when ``token`` is None.
+    """
+
+    def run(env: Mapping[str, str], token: str | None) -> int:
+        with monkeypatch.context() as patch:
+            for name in [n for n in os.environ if n.upper().startswith("XENT_")]:
+                patch.delenv(name)
+            for name, value in env.items():
+                patch.setenv(name, value)
+            settings = Settings(data_dir=tmp_path / "data")
+        headers = {} if token is None else {"Authorization": f"Bearer {token.strip()}"}
+        return int(TestClient(create_app(settings)).get("/metrics", headers=headers).status_code)
+
+    return run
 
 
 @pytest.fixture(scope="session")

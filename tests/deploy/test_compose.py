@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from service.settings import Settings
-from tests.deploy.conftest import RunningApp
+from service.settings import NOT_SETTINGS, Settings
+from tests.deploy.conftest import RunningApp, Scrape
 from tests.deploy.deployfiles import (
     COMPOSE,
     ROOT,
@@ -179,6 +179,7 @@ def test_service_environment_is_real_settings(
     settings = Settings()
     assert settings.host == "0.0.0.0" and settings.workers >= 2
     assert settings.api_keys == [], "open by default, for local use; README says to set keys"
+    assert settings.metrics_public is False, "with keys set, /metrics needs one too"
 
 
 @pytest.mark.parametrize("password", [None, "s3cret-Pass"])
@@ -233,19 +234,99 @@ def test_volumes_are_declared_and_bind_sources_exist(compose: dict[str, Any]) ->
     assert used == declared, f"declared but unused: {declared - used}"
 
 
-def test_prometheus_scrapes_every_service_replica(
-    compose: dict[str, Any], running_app: RunningApp
-) -> None:
+def _xentcore_job(compose: dict[str, Any]) -> dict[str, Any]:
+    """The scrape job of the service in the Prometheus config the compose file mounts."""
     prometheus = _service(compose, "prometheus")
     config_arg = next(a for a in prometheus["command"] if a.startswith("--config.file="))
     mount = _mount(prometheus, config_arg.partition("=")[2])
     config = load_yaml(COMPOSE.parent / mount["source"])
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "xentcore"]
+    assert isinstance(job, dict)
+    return job
+
+
+def _secrets(service: dict[str, Any]) -> dict[str, str]:
+    """A service's secrets: path in its container -> the top-level secret's name."""
+    out = {}
+    for entry in service.get("secrets", []):
+        entry = {"source": entry} if isinstance(entry, str) else entry
+        target = str(entry.get("target", entry["source"]))
+        out[target if target.startswith("/") else f"/run/secrets/{target}"] = entry["source"]
+    return out
+
+
+def _token_file(compose: dict[str, Any]) -> Path:
+    """The host file compose mounts where Prometheus reads its key for /metrics."""
+    credentials = _xentcore_job(compose)["authorization"]["credentials_file"]
+    secret = compose["secrets"][_secrets(_service(compose, "prometheus"))[credentials]]
+    return COMPOSE.parent / str(secret["file"])
+
+
+def test_prometheus_scrapes_every_service_replica(
+    compose: dict[str, Any], running_app: RunningApp
+) -> None:
+    job = _xentcore_job(compose)
     running_app.assert_route(job.get("metrics_path", "/metrics"))
     (discovery,) = job["dns_sd_configs"]
     assert discovery["type"] == "A", "one address per replica (docker compose --scale)"
     assert discovery["names"] == ["xent"] and "xent" in compose["services"]
     assert discovery["port"] in _container_ports(_service(compose, "xent"))
+
+
+def test_prometheus_sends_a_key_from_a_mounted_file(
+    compose_raw: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    authorization = _xentcore_job(compose)["authorization"]
+    assert authorization.get("type", "Bearer").lower() == "bearer"
+    assert set(authorization) <= {"type", "credentials_file"}, "never a key in the config"
+    mounted = _secrets(_service(compose, "prometheus"))
+    assert authorization["credentials_file"] in mounted, "the file is a secret of the container"
+    (name,) = mounted.values()
+    for other, service in compose["services"].items():
+        if other != "prometheus":
+            assert name not in _secrets(service).values(), f"{other} gets Prometheus' key"
+    default = _token_file(compose)
+    assert default.is_file(), f"{default}: the default must exist for `--profile monitoring`"
+    assert default.read_text(encoding="utf-8").strip() == "", "the repository holds no key"
+    chosen = interpolate(compose_raw, {"XENT_METRICS_TOKEN_FILE": "/etc/xent/prometheus-key"})
+    assert _token_file(chosen) == Path("/etc/xent/prometheus-key")
+
+
+@pytest.mark.parametrize(
+    ("variables", "token", "status"),
+    [
+        ({}, None, 200),  # the defaults: no keys, the repository's empty file
+        ({"XENT_API_KEYS": "client-key,prometheus-key"}, "prometheus-key\n", 200),
+        ({"XENT_API_KEYS": "client-key,prometheus-key"}, None, 401),  # no file given
+        ({"XENT_API_KEYS": "client-key,prometheus-key"}, "other-key", 401),
+        ({"XENT_API_KEYS": "client-key", "XENT_METRICS_PUBLIC": "true"}, None, 200),
+    ],
+)
+def test_prometheus_scrapes_the_service_as_configured(
+    compose_raw: dict[str, Any],
+    scrape: Scrape,
+    tmp_path: Path,
+    variables: dict[str, str],
+    token: str | None,
+    status: int,
+) -> None:
+    """The compose file's xent settings and Prometheus' key file, as the operator sets them."""
+    if token is not None:
+        (tmp_path / "key").write_text(token, encoding="utf-8")
+        variables = {**variables, "XENT_METRICS_TOKEN_FILE": str(tmp_path / "key")}
+    compose = interpolate(compose_raw, variables)
+    env = _environment(_service(compose, "xent"))
+    xent = {k: v for k, v in env.items() if k.startswith("XENT_") and k != "XENT_DATABASE_URL"}
+    sent = _token_file(compose).read_text(encoding="utf-8")
+    assert scrape(xent, sent) == status
+
+
+def test_every_xent_name_is_a_setting_or_reserved() -> None:
+    """Comments included: the files name no retired or misspelt variable."""
+    for path in (COMPOSE, ROOT / "deploy/prometheus/prometheus.yml"):
+        names = set(re.findall(r"\bXENT_[A-Z0-9_]+", path.read_text(encoding="utf-8")))
+        unknown = names - setting_env_names() - NOT_SETTINGS
+        assert not unknown, f"{path.name}: {sorted(unknown)}"
 
 
 def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from typing import Any
 
 import pytest
 
-from service.settings import Settings
-from tests.deploy.conftest import RunningApp
+from service.settings import NOT_SETTINGS, Settings, unknown_variables
+from tests.deploy.conftest import RunningApp, Scrape
 from tests.deploy.deployfiles import K8S, Stage, load_yaml, require_tool, setting_env_names
 
 Manifests = dict[tuple[str, str], dict[str, Any]]
@@ -140,31 +141,75 @@ def test_prometheus_can_find_every_pod(manifests: Manifests, running_app: Runnin
         running_app.assert_route(endpoint["path"])
 
 
+def _env_sources(manifests: Manifests) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ConfigMap and the Secret whose keys the container gets as variables."""
+    sources = {
+        ("ConfigMap" if "configMapRef" in ref else "Secret"): ref.get("configMapRef")
+        or ref.get("secretRef")
+        for ref in _container(manifests)["envFrom"]
+    }
+    configmap = manifests[("ConfigMap", sources["ConfigMap"]["name"])]
+    secret = manifests[("Secret", sources["Secret"]["name"])]
+    return configmap, secret
+
+
 def test_settings_come_from_the_configmap_and_the_secret(
     manifests: Manifests, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     container = _container(manifests)
-    sources = {
-        ("ConfigMap" if "configMapRef" in ref else "Secret"): ref.get("configMapRef")
-        or ref.get("secretRef")
-        for ref in container["envFrom"]
-    }
-    configmap = manifests[("ConfigMap", sources["ConfigMap"]["name"])]
-    secret = manifests[("Secret", sources["Secret"]["name"])]
+    configmap, secret = _env_sources(manifests)
     assert secret["_file"] == "secret.example.yaml"
-    assert set(secret["stringData"]) == {"XENT_DATABASE_URL", "XENT_API_KEYS"}
+    keys = {"XENT_DATABASE_URL", "XENT_API_KEYS", "XENT_METRICS_TOKEN"}
+    assert set(secret["stringData"]) == keys
     assert all("EXAMPLE" in value for value in secret["stringData"].values()), "marked examples"
     assert secret["stringData"]["XENT_DATABASE_URL"].startswith("postgresql://")
     env = {**configmap["data"], **secret["stringData"]}
     env |= {e["name"]: e["value"] for e in container.get("env", [])}
     xent = {k: v for k, v in env.items() if k.startswith("XENT_")}
-    assert set(xent) <= setting_env_names(), set(xent) - setting_env_names()
+    known = setting_env_names() | NOT_SETTINGS
+    assert set(xent) <= known, set(xent) - known
     assert set(env) - set(xent) == {"PROMETHEUS_MULTIPROC_DIR"}
+    assert unknown_variables(env) == [], "every variable is a setting, or reserved and right"
     for key, value in xent.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
     assert settings.host == "0.0.0.0" and settings.port == _port_number(container, "http")
+    assert settings.api_keys and settings.metrics_public is False, "/metrics needs a key"
     assert set(configmap["data"]).isdisjoint(secret["stringData"])
+
+
+def test_servicemonitor_sends_the_secrets_metrics_token(
+    manifests: Manifests, scrape: Scrape
+) -> None:
+    configmap, secret = _env_sources(manifests)
+    (endpoint,) = _one(manifests, "ServiceMonitor")["spec"]["endpoints"]
+    assert not {"bearerTokenSecret", "bearerTokenFile", "basicAuth", "oauth2"} & set(endpoint)
+    authorization = endpoint["authorization"]
+    assert authorization.get("type", "Bearer").lower() == "bearer"
+    reference = authorization["credentials"]
+    assert reference["name"] == secret["metadata"]["name"], "the Secret the pods read"
+    assert not reference.get("optional"), "a missing key is an error, not an open scrape"
+    token = secret["stringData"][reference["key"]]
+    keys = secret["stringData"]["XENT_API_KEYS"].split(",")
+    assert token in keys, "the token is one of the API keys: the service knows no other"
+    env = {**configmap["data"], **secret["stringData"]}
+    assert scrape(env, token) == 200
+    assert scrape(env, None) == 401, "the pod annotations' scrape, without a key"
+    assert scrape({**env, "XENT_METRICS_PUBLIC": "true"}, None) == 200
+
+
+def test_annotation_scraping_is_documented_as_keyless() -> None:
+    """prometheus.io/* annotations cannot carry a key: the files say what to do instead."""
+    for name in ("deployment.yaml", "servicemonitor.yaml", "configmap.yaml"):
+        assert "XENT_METRICS_PUBLIC" in (K8S / name).read_text(encoding="utf-8"), name
+
+
+def test_every_xent_name_is_a_setting_or_reserved() -> None:
+    """Comments included: the manifests name no retired or misspelt variable."""
+    for path in sorted(K8S.glob("*.yaml")):
+        names = set(re.findall(r"\bXENT_[A-Z0-9_]+", path.read_text(encoding="utf-8")))
+        unknown = names - setting_env_names() - NOT_SETTINGS
+        assert not unknown, f"{path.name}: {sorted(unknown)}"
 
 
 def test_pod_runs_non_root_on_a_read_only_filesystem(

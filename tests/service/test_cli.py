@@ -137,7 +137,7 @@ def test_db_commands_upgrade_report_and_expire(
     assert store.record(stream="s", task="binary", summary=BatchSummary(n_items=1), at=old)
     assert main(["db", "expire"]) == 0
     assert store.batches_in("s") == []  # past the default 30 days of raw rows
-    assert [t.info.n_batches for t in store.streams()] == [1]  # rollups kept 400 days
+    assert [i.n_batches for i in store.streams().infos] == [1]  # rollups kept 400 days
     store.close()
 
 

@@ -8,12 +8,17 @@ names the stream ``STREAM``, whose summary must still be 404 at the end).
 Requests that no well-behaved client library would send (bad framing, huge or partial headers,
 partial bodies) go through raw sockets; the rest through httpx. The server runs with small
 limits so the timeouts and size checks cost little time.
+
+The monitoring reads are probed against ``READS``, a stream recorded once by a well-formed
+request (a hostile time, bucket or cursor must be refused even when there is data to show).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
+import itertools
 import re
 import socket
 import time
@@ -36,11 +41,13 @@ KEY = "hostile-key-0123456789abcdef"
 MARK = "ZQXJ-hostile-7731"
 STREAM = "hostile-battery"
 CONTROL = "hostile-control"
+READS = "hostile-reads"
 MAX_BODY = 1 << 20
 MAX_ITEMS = 1000
 BODY_TIMEOUT = 2
 KEEP_ALIVE = 2
 HEADER_TIMEOUT = 2
+MAX_HEAD = 16384
 MAX_ERROR_BYTES = 4096
 JSON_TYPE = "application/json"
 NO_KEY: dict[str, str] = {}
@@ -58,6 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "XENT_BODY_TIMEOUT": str(BODY_TIMEOUT),
         "XENT_KEEP_ALIVE_TIMEOUT": str(KEEP_ALIVE),
         "XENT_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+        "XENT_MAX_HEADER_BYTES": str(MAX_HEAD),
         "XENT_LOG_LEVEL": "warning",
     }
     with xent_serve(tmp_path_factory.mktemp("hostile"), env=env) as srv:
@@ -431,6 +439,129 @@ def test_100k_url(server: Server) -> None:
     assert len(reply.body) < MAX_ERROR_BYTES
 
 
+def _head_of(size: int, path: str = "/healthz") -> bytes:
+    """A GET request head of exactly ``size`` bytes (padded by one header line)."""
+    start = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {KEY}\r\nX-Pad: ".encode()
+    return start + b"p" * (size - len(start) - 4) + b"\r\n\r\n"
+
+
+def _send_in_writes(server: Server, writes: Iterable[bytes], pause: float = 0.002) -> int | None:
+    """Send each of ``writes`` on its own, ``pause`` seconds apart (TCP_NODELAY: each write is
+    its own segment and, with the pause, its own read); the status answered."""
+    with socket.create_connection(("127.0.0.1", _port(server)), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            for chunk in writes:
+                sock.sendall(chunk)
+                time.sleep(pause)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return _read_response(sock)[0]
+
+
+def _split(data: bytes, *, at: Iterable[int]) -> list[bytes]:
+    cuts = [0, *sorted(at), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(cuts) if b > a]
+
+
+#: How a head is split into writes (each a function of the head's bytes).
+SPLITS = {
+    "1k-writes": lambda head: _split(head, at=range(1000, len(head), 1000)),
+    "two-writes": lambda head: _split(head, at=[MAX_HEAD - 100]),
+    "last-64-bytes-one-by-one": lambda head: _split(head, at=range(len(head) - 64, len(head))),
+    "first-64-bytes-one-by-one": lambda head: _split(head, at=range(1, 65)),
+}
+
+
+HEAD_SIZES = [
+    pytest.param(MAX_HEAD - 1, 200, id="limit-1"),
+    pytest.param(MAX_HEAD, 200, id="limit"),
+    pytest.param(MAX_HEAD + 1, 431, id="limit+1"),
+    pytest.param(2 * MAX_HEAD, 431, id="2x-limit"),
+    pytest.param(12 * MAX_HEAD, 431, id="12x-limit"),
+]
+
+
+@pytest.mark.parametrize(("size", "status"), HEAD_SIZES)
+def test_head_limit_holds_for_a_head_in_one_write(server: Server, size: int, status: int) -> None:
+    """A whole head in one write (one read on loopback) is counted like any other."""
+    reply = raw(server, _head_of(size))
+    assert reply.status == status, reply.head
+    if status == 431:
+        assert reply.body == b"request head too large"
+
+
+@pytest.mark.parametrize(("size", "status"), HEAD_SIZES[:4])
+@pytest.mark.parametrize("split", list(SPLITS))
+def test_head_limit_holds_for_a_head_in_many_writes(
+    server: Server, size: int, status: int, split: str
+) -> None:
+    """The read that completes a head counts too, wherever the reads split it."""
+    assert _send_in_writes(server, SPLITS[split](_head_of(size))) == status
+
+
+def test_head_limit_holds_for_a_pipelined_head(server: Server) -> None:
+    """A head over the limit that starts in the middle of a read, behind a pipelined request,
+    gets its 431; one just at the limit is answered."""
+    ok = _head_of(200)
+    with socket.create_connection(("127.0.0.1", _port(server)), timeout=10) as sock:
+        sock.sendall(ok + _head_of(2 * MAX_HEAD))
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):  # until the server closes
+                received += chunk
+    # the first request may or may not be answered before the connection is closed
+    assert b"HTTP/1.1 431" in received and received.count(b"HTTP/1.1 200") <= 1, received
+    with socket.create_connection(("127.0.0.1", _port(server)), timeout=10) as sock:
+        sock.sendall(ok + _head_of(MAX_HEAD))
+        received = b""
+        while received.count(b"HTTP/1.1 200") < 2:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert b"HTTP/1.1 431" not in received
+
+
+def test_a_head_over_the_limit_never_reaches_the_app(server: Server) -> None:
+    """A scoring request whose head is over the limit is refused before the app sees it: not
+    a 401 (wrong key), not a 200 (right key), and nothing recorded."""
+    body = b'{"predictions": [0.5], "stream": "' + STREAM.encode() + b'"}'
+    pad = "X-Pad: " + "p" * MAX_HEAD
+    request = _post_head(pad, f"Content-Length: {len(body)}") + body
+    reply = raw(server, request)
+    assert reply.status == 431, reply.head
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/score/"),
+        ("POST", "/v1/score/"),
+        ("GET", "/healthz/"),
+        ("GET", "/metrics/"),
+        ("GET", "/docs/"),
+        ("GET", "/v1/streams/"),
+        ("GET", f"/v1/streams/{STREAM}/summary/"),
+    ],
+)
+def test_forged_host_is_not_reflected_into_a_redirect(
+    http: httpx.Client, method: str, path: str
+) -> None:
+    """A stray trailing slash is a 404: no redirect to an absolute URL built from Host."""
+    headers = {"Host": "evil.example", "X-API-Key": KEY, "Content-Type": JSON_TYPE}
+    response = http.request(
+        method, path, headers=headers, content=b"{}" if method == "POST" else None
+    )
+    assert response.status_code == 404, response.headers
+    assert "location" not in response.headers
+    assert b"evil.example" not in response.content
+
+
+def test_dashboard_redirect_stays_relative(http: httpx.Client) -> None:
+    response = http.get("/dashboard", headers={"Host": "evil.example", "X-API-Key": KEY})
+    assert response.status_code == 307 and response.headers["location"] == "/dashboard/"
+
+
 @pytest.mark.parametrize(
     ("route", "query"),
     [
@@ -446,6 +577,66 @@ def test_hostile_query(http: httpx.Client, route: str, query: str) -> None:
     response = http.get(f"/v1/streams/{STREAM}/{route}?{query}", headers={"X-API-Key": KEY})
     assert 400 <= response.status_code < 500, response.text
     assert len(response.content) < MAX_ERROR_BYTES
+
+
+@pytest.fixture(scope="module")
+def reads(http: httpx.Client) -> str:
+    """``READS``, recorded with two flagged items (once for the module)."""
+    body = {"predictions": [0.5, 0.45, 0.9], "labels": [1, 1, 1], "stream": READS}
+    answer = http.post("/v1/score", json=body, headers={"X-API-Key": KEY})
+    assert answer.status_code == 200 and answer.json()["recorded"] is True
+    return READS
+
+
+def _b64(text: str | bytes) -> str:
+    raw_bytes = text.encode() if isinstance(text, str) else text
+    return base64.urlsafe_b64encode(raw_bytes).decode().rstrip("=")
+
+
+READ_CASES = [
+    # since / until at the limits of the calendar, with UTC offsets
+    ("summary", "since", "0001-01-01T00:00:00+01:00"),
+    ("summary", "until", "0001-01-01T00:00:00+01:00"),
+    ("summary", "since", "9999-12-31T23:59:59-14:00"),
+    ("summary", "until", "9999-12-31T23:59:59-14:00"),
+    ("summary", "until", "9999-12-31T23:59:59.999999+00:00"),
+    ("summary", "since", "0001-01-01T00:00:00Z"),
+    ("summary", "since", "1969-12-31T23:59:59Z"),
+    ("flagged", "since", "0001-01-01T00:00:00+01:00"),
+    ("flagged", "since", "9999-12-31T23:59:59-14:00"),
+    ("summary", "since", "2026-01-01T00:00:00\x00"),
+    ("summary", "since", "@M"),
+    # bucket widths that overflow the calendar
+    ("summary", "bucket", "999999999w"),
+    ("summary", "bucket", "999999999d"),
+    ("summary", "bucket", "999999999h"),
+    ("summary", "bucket", "10001w"),
+    ("summary", "bucket", "\u0661w"),
+    # forged cursors
+    ("flagged", "cursor", "@M"),
+    ("flagged", "cursor", "A" * 5000),
+    ("flagged", "cursor", "not-base64!"),
+    ("flagged", "cursor", _b64("1.2.3")),
+    ("flagged", "cursor", _b64("9" * 40 + ".0")),
+    ("flagged", "cursor", _b64(f"1.{2**63}")),
+    ("flagged", "cursor", _b64("-1.0")),
+    ("flagged", "cursor", _b64("01.0")),
+    ("flagged", "cursor", _b64("\u0661.\u0662")),
+    ("flagged", "cursor", _b64("\u00e9.1")),
+    ("flagged", "cursor", _b64(b"\xff\xfe")),
+]
+
+
+@pytest.mark.parametrize(("route", "name", "value"), READ_CASES)
+def test_hostile_read_is_a_422_naming_the_parameter(
+    http: httpx.Client, reads: str, route: str, name: str, value: str
+) -> None:
+    """Never a 500 (or a 503 and a logged traceback): a 422 at ``["query", name]``."""
+    params = {name: value.replace("@M", MARK)}
+    response = http.get(f"/v1/streams/{reads}/{route}", params=params, headers={"X-API-Key": KEY})
+    head = "\r\n".join(f"{k}: {v}" for k, v in response.headers.items()).encode()
+    check_refusal(response.status_code, (422,), response.content, head)
+    assert [e["loc"] for e in response.json()["detail"]] == [["query", name]]
 
 
 # --- slow clients ----------------------------------------------------------------------------

@@ -150,7 +150,7 @@ def test_a_migrated_store_keeps_working(v1_engine: sa.Engine) -> None:
     n = len(store.batches_in(keyed["stream"]))
     assert store.record(stream=keyed["stream"], task=keyed["task"], summary=summary)
     assert len(store.batches_in(keyed["stream"])) == n + 1
-    totals = {t.info.stream: t.info.n_batches for t in store.streams()}
+    totals = {i.stream: i.n_batches for i in store.streams().infos}
     assert totals[keyed["stream"]] == n + 1
     store.close()
     assert upgrade(v1_engine) is False  # nothing pending: opening again changes nothing
@@ -184,6 +184,6 @@ def test_processes_upgrading_one_v1_store_at_once(v1_engine: sa.Engine) -> None:
         p.join(120)
         assert p.exitcode == 0
     store = SqlStore(v1_engine)
-    n = sum(t.info.n_batches for t in store.streams())
+    n = sum(i.n_batches for i in store.streams().infos)
     assert n == len(before["xent_batches"])  # migrated once: rollups not doubled
     store.close()

@@ -117,9 +117,8 @@ def test_windows_equal_raw_sums_for_any_edges_and_width(store: SqlStore) -> None
             a, b = math.floor(a / 3600) * 3600, math.floor(b / 60) * 60
         width = WIDTHS[trial % len(WIDTHS)]
         window = plan(float(a), float(b), width, raw_horizon=0.0)
-        got = {
-            k: (v.n_batches, v.summary) for k, v in store.sums("w", window.pieces, width).items()
-        }
+        table = store.sums("w", window.pieces, width)
+        got = {k: (v.n_batches, v.summary) for k, v in table.as_dict().items()}
         assert _as_plain(got) == _as_plain(brute_force(rows, a, b, width)), (a, b, width)
 
 
@@ -191,8 +190,8 @@ def test_concurrent_writers_neither_lose_nor_double_a_rollup_update(
     assert len(store.batches_in("hot")) == workers * per_worker
     _assert_rollups_match(store, "hot", rows)
     totals = store.streams()
-    assert [t.info.n_batches for t in totals] == [workers * per_worker]
-    assert totals[0].total == sum((s for _, s in rows), BatchSummary())
+    assert [i.n_batches for i in totals.infos] == [workers * per_worker]
+    assert totals.sums.total() == sum((s for _, s in rows), BatchSummary())
 
 
 def test_retention_deletes_raw_rows_in_chunks_and_windows_read_rollups(store: SqlStore) -> None:
@@ -208,7 +207,7 @@ def test_retention_deletes_raw_rows_in_chunks_and_windows_read_rollups(store: Sq
     raw_left = store.batches_in("r")
     assert [b.time for b in raw_left] == [t for t, _ in rows if t >= now - 30 * day]
     assert done.batches == len(rows) - len(raw_left) + 1
-    assert "gone" not in {t.info.stream for t in store.streams()}
+    assert "gone" not in {i.stream for i in store.streams().infos}
     with store.engine.connect() as conn:
         oldest = conn.execute(
             sa.select(sa.func.min(rollups.c.start + rollups.c.level)).where(
@@ -222,12 +221,11 @@ def test_retention_deletes_raw_rows_in_chunks_and_windows_read_rollups(store: Sq
         window = plan(since, until, width, raw_horizon=now - 30 * day)
         assert window.since == math.floor(since / 60) * 60
         assert window.until == math.floor(until / 60) * 60
-        got = {
-            k: (v.n_batches, v.summary) for k, v in store.sums("r", window.pieces, width).items()
-        }
+        table = store.sums("r", window.pieces, width)
+        got = {k: (v.n_batches, v.summary) for k, v in table.as_dict().items()}
         assert _as_plain(got) == _as_plain(brute_force(rows, window.since, window.until, width))
     # the lifetime totals still count every batch ever recorded
-    assert store.streams()[0].info.n_batches == len(rows)
+    assert store.streams().infos[0].n_batches == len(rows)
 
 
 def test_record_many_equals_recording_one_by_one(url: str, store: SqlStore) -> None:

@@ -56,15 +56,17 @@ def test_right_key(locked: Any, headers: dict[str, str]) -> None:
     assert locked.post("/v1/score", json=BODY, headers=headers).status_code == 200
 
 
-def test_health_docs_and_metrics_stay_open(locked: Any) -> None:
-    for path in ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"):
+def test_health_and_docs_stay_open(locked: Any) -> None:
+    for path in ("/healthz", "/readyz", "/docs", "/openapi.json"):
         assert locked.get(path).status_code == 200, path
 
 
-def test_metrics_key_when_asked(make_client: Any) -> None:
-    client = make_client(api_keys=KEYS, metrics_require_key=True)
-    assert client.get("/metrics").status_code == 401
-    assert client.get("/metrics", headers={"X-API-Key": "second-key"}).status_code == 200
+def test_metrics_need_a_key_like_v1(locked: Any) -> None:
+    """The secure default (tests/service/middleware/test_metrics_auth.py has the rest)."""
+    response = locked.get("/metrics")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert locked.get("/metrics", headers={"X-API-Key": "second-key"}).status_code == 200
 
 
 def test_no_keys_means_open(client: Any) -> None:

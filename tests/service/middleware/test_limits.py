@@ -125,40 +125,64 @@ def test_invalid_content_length(settings_for: Any) -> None:
     assert sent[0]["status"] == 400
 
 
-def test_in_flight_limit_answers_503(settings_for: Any) -> None:
+def test_in_flight_limit_counts_scoring_not_slow_bodies(
+    settings_for: Any, monkeypatch: Any
+) -> None:
+    """A slot is taken once the body has arrived: a slow sender holds a connection, never a
+    slot; a request finding every slot busy scoring gets 503 + Retry-After at once."""
+    import service.api.pipeline
+
     app = create_app(settings_for(max_concurrency=1, retry_after_seconds=2))
-    release = anyio.Event()
+    release, scoring, trickle = anyio.Event(), anyio.Event(), anyio.Event()
     body = orjson.dumps({"predictions": [0.5, 0.7]})
+    real = service.api.pipeline.compute
+
+    async def held_compute(work: Any, size: int, settings: Any) -> Any:
+        if size == len(b'{"predictions":[0.25]}'):  # the request that holds the slot
+            scoring.set()
+            await release.wait()
+        return await real(work, size, settings)
+
+    monkeypatch.setattr(service.api.pipeline, "compute", held_compute)
 
     async def slow_body() -> AsyncIterator[bytes]:
         yield body[:5]
-        await release.wait()
+        await trickle.wait()
         yield body[5:]
 
-    async def main() -> tuple[httpx.Response, httpx.Response, httpx.Response, httpx.Response]:
+    async def main() -> dict[str, httpx.Response]:
         transport = httpx.ASGITransport(app=app)
+        out: dict[str, httpx.Response] = {}
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            first: list[httpx.Response] = []
 
-            async def slow() -> None:
-                first.append(await http.post("/v1/score", content=slow_body()))
+            async def post(name: str, **kw: Any) -> None:
+                out[name] = await http.post("/v1/score", **kw)
 
             async with anyio.create_task_group() as tg:
-                tg.start_soon(slow)
+                tg.start_soon(lambda: post("slow", content=slow_body()))
                 await anyio.sleep(0.2)
-                busy = await http.post("/v1/score", json={"predictions": [0.5]})
-                health = await http.get("/healthz")
+                # the slow sender holds no slot: this one is scored
+                out["while_slow"] = await http.post("/v1/score", json={"predictions": [0.5]})
+                tg.start_soon(lambda: post("holder", content=b'{"predictions":[0.25]}'))
+                await scoring.wait()
+                out["busy"] = await http.post("/v1/score", json={"predictions": [0.5]})
+                out["health"] = await http.get("/healthz")
                 release.set()
-            after = await http.post("/v1/score", json={"predictions": [0.5]})
-            return first[0], busy, health, after
+                while "holder" not in out:
+                    await anyio.sleep(0.01)
+                trickle.set()  # the slow body arrives once the slot is free again
+            out["after"] = await http.post("/v1/score", json={"predictions": [0.5]})
+        return out
 
-    first, busy, health, after = anyio.run(main)
+    out = anyio.run(main)
+    assert out["while_slow"].status_code == 200
+    busy = out["busy"]
     assert busy.status_code == 503
     assert busy.headers["retry-after"] == "2"
     assert busy.json() == {"detail": "server busy: too many requests in flight, retry"}
-    assert health.status_code == 200
-    assert first.status_code == 200 and first.json()["n_items"] == 2
-    assert after.status_code == 200
+    assert out["health"].status_code == 200
+    assert out["slow"].status_code == 200 and out["slow"].json()["n_items"] == 2
+    assert out["holder"].status_code == 200 and out["after"].status_code == 200
 
 
 def test_large_bodies_are_scored_off_the_event_loop(make_client: Any, monkeypatch: Any) -> None:
