@@ -128,6 +128,7 @@ rollups = sa.Table(
     *sum_columns(),
     sa.PrimaryKeyConstraint("stream", "level", "start", "task", name="xent_rollups_pk"),
     sa.Index("xent_rollups_level_start", "level", "start"),
+    sqlite_with_rowid=False,
 )
 health = sa.Table(
     "xent_health",

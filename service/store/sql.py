@@ -181,17 +181,24 @@ class SqlStore:
         upgrade(engine)
         self._dialect = engine.dialect.name
         self._upsert = _rollup_upsert(self._dialect)
-        self._window_queries: dict[tuple[tuple[bool, ...], bool], Any] = {}
+        self._window_queries: dict[tuple[tuple[str, ...], bool], Any] = {}
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = DEFAULT_TIMEOUT) -> SqlStore:
         return cls(engine_for(url, timeout), timeout=timeout)
 
     @contextmanager
-    def _connection(self, *, begin: bool = False) -> Iterator[Connection]:
+    def _connection(self, *, begin: bool = False, bulk: bool = False) -> Iterator[Connection]:
         """A pooled connection (in a transaction with ``begin``) under the store's deadline:
         past ``timeout`` seconds a watchdog ends what it waits for (:func:`_abort`), so no
-        store call outlives its deadline by more than the driver's reaction."""
+        store call outlives its deadline by more than the driver's reaction. ``bulk`` (a
+        transaction of an import, not of a request) has no deadline."""
+        if bulk:
+            with self.engine.begin() as conn:
+                if self._dialect == "postgresql":
+                    conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+                yield conn
+            return
         with self.engine.connect() as conn:
             watchdog = threading.Timer(self.timeout, _abort, (conn,))
             watchdog.daemon = True
@@ -278,7 +285,8 @@ class SqlStore:
         self, *, stream: str, task: str, batches_at: Sequence[tuple[float, BatchSummary]]
     ) -> int:
         """Write many batches of one stream (no flagged items, no idempotency keys) in one
-        transaction: one multi-row insert and one UPSERT per rollup row touched.
+        transaction (no deadline: it is not a request's): one multi-row insert and one UPSERT
+        per rollup row touched.
 
         The bulk path of imports and benchmarks; the rollups end up exactly as if each batch
         had been recorded alone (the same sums, added per rollup row first). Returns the count.
@@ -293,7 +301,7 @@ class SqlStore:
             for row in _rollup_rows(stream, task, t, values):
                 key = (row["level"], row["start"])
                 groups[key] = row if key not in groups else _merge_rollup(groups[key], row)
-        with self._tx() as conn:
+        with self._connection(begin=True, bulk=True) as conn:
             conn.execute(batches.insert(), rows)
             ordered = sorted(groups.items(), key=lambda kv: (_LEVEL_ORDER[kv[0][0]], kv[0][1]))
             conn.execute(self._upsert, [row for _, row in ordered])
@@ -333,7 +341,7 @@ class SqlStore:
         """
         if not pieces:
             return group_rows([])
-        shape = (tuple(p.level is None for p in pieces), width is None)
+        shape = (tuple(_kind(p, width) for p in pieces), width is None)
         query = self._window_queries.get(shape)
         if query is None:
             query = self._window_query(*shape)
@@ -350,15 +358,20 @@ class SqlStore:
             params["iwidth"] = int(width)
         with self._connection() as conn:
             rows = conn.execute(query, params).all()
-        return group_rows(rows)
+        return group_rows([tuple(r) for r in rows])
 
-    def _window_query(self, raw: tuple[bool, ...], no_width: bool) -> Any:
-        selects = [self._piece_select(i, r, no_width) for i, r in enumerate(raw)]
+    def _window_query(self, kinds: tuple[str, ...], no_width: bool) -> Any:
+        selects = [self._piece_select(i, kind, no_width) for i, kind in enumerate(kinds)]
         return selects[0] if len(selects) == 1 else _union_all(selects)
 
-    def _piece_select(self, i: int, raw: bool, no_width: bool) -> Any:
+    def _piece_select(self, i: int, kind: str, no_width: bool) -> Any:
         """Piece ``i``'s aggregate: ``k`` (bucket), ``n_batches`` and every summed column, with
-        bound parameters ``stream``, ``lo{i}``, ``hi{i}`` (``level{i}``) and ``width``."""
+        bound parameters ``stream``, ``lo{i}``, ``hi{i}`` (``level{i}``) and ``width``.
+
+        A piece of rollups as wide as the buckets (``kind`` "rows") needs no SQL aggregate: its
+        rows are the buckets (one per task), added up in numpy by :func:`group_rows`.
+        """
+        raw = kind == "raw"
         n: Any
         lo: Any = sa.bindparam(f"lo{i}")
         hi: Any = sa.bindparam(f"hi{i}")
@@ -379,6 +392,9 @@ class SqlStore:
                 table.c.start < hi,
             ]
             key = None if no_width else table.c.start // sa.bindparam("iwidth", type_=sa.BigInteger)
+        if kind == "rows":
+            plain = [table.c[name] for name in SUM_COLUMNS]
+            return sa.select(key, table.c.n_batches, *plain).where(*where)
         sums = [sa.func.coalesce(sa.func.sum(table.c[name]), 0) for name in SUM_COLUMNS]
         if key is None:
             return sa.select(sa.literal(0, sa.BigInteger), sa.func.coalesce(n, 0), *sums).where(
@@ -615,6 +631,15 @@ class SqlStore:
 
 
 _FLAGGED_INSERT = flagged.insert()
+
+
+def _kind(piece: Piece, width: float | None) -> str:
+    """How a piece is read: "raw" rows, "rows" of rollups as wide as a bucket, or "sum"."""
+    if piece.level is None:
+        return "raw"
+    if width is not None and int(width) == piece.level:
+        return "rows"
+    return "sum"
 
 
 def _union_all(selects: list[Any]) -> Any:

@@ -185,6 +185,7 @@ def _rollups(pg: bool) -> None:
         sa.Column("time_max", sa.Float(53), nullable=False),
         *sum_columns(),
         sa.PrimaryKeyConstraint("stream", "level", "start", "task", name="xent_rollups_pk"),
+        sqlite_with_rowid=False,  # rows stored in key order: a stream's periods lie together
     )
     columns = ", ".join(SUM_COLUMNS)
     sums = ", ".join(f"SUM({c})" for c in SUM_COLUMNS)
