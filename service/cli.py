@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import shutil
 import sys
@@ -129,7 +130,7 @@ def serve(args: argparse.Namespace) -> int:
             log_config=_log_config(settings.log_level),
             timeout_keep_alive=settings.keep_alive_timeout,
             limit_concurrency=settings.max_connections,
-            timeout_graceful_shutdown=settings.shutdown_timeout,
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
             server_header=False,
             http=_http_protocol(),
         )

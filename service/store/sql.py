@@ -16,7 +16,6 @@ import math
 import os
 import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -49,6 +48,7 @@ from service.store.schema import (
     rollups,
 )
 from service.store.sums import StreamsTable, SumsTable, group_rows
+from service.store.watchdog import Watchdog
 from service.store.windows import Piece
 from xentcore.summary import BatchSummary
 
@@ -200,9 +200,7 @@ class SqlStore:
                 yield conn
             return
         with self.engine.connect() as conn:
-            watchdog = threading.Timer(self.timeout, _abort, (conn,))
-            watchdog.daemon = True
-            watchdog.start()
+            token = _WATCHDOG.arm(self.timeout, lambda: _abort(conn))
             try:
                 if begin:
                     with conn.begin():
@@ -210,7 +208,7 @@ class SqlStore:
                 else:
                     yield conn
             finally:
-                watchdog.cancel()
+                _WATCHDOG.disarm(token)
 
     def _tx(self) -> Any:
         return self._connection(begin=True)
@@ -392,7 +390,8 @@ class SqlStore:
                 table.c.start < hi,
             ]
             key = None if no_width else table.c.start // sa.bindparam("iwidth", type_=sa.BigInteger)
-        if kind == "rows":
+        if kind == "rows":  # only with a width, so there is a key
+            assert key is not None
             plain = [table.c[name] for name in SUM_COLUMNS]
             return sa.select(key, table.c.n_batches, *plain).where(*where)
         sums = [sa.func.coalesce(sa.func.sum(table.c[name]), 0) for name in SUM_COLUMNS]
@@ -631,6 +630,8 @@ class SqlStore:
 
 
 _FLAGGED_INSERT = flagged.insert()
+#: The one thread that ends store calls past their deadline.
+_WATCHDOG = Watchdog()
 
 
 def _kind(piece: Piece, width: float | None) -> str:
