@@ -235,6 +235,7 @@ def vacuum_analyze(store: SqlStore) -> None:
     """What autovacuum does after a bulk load (visibility map and planner statistics)."""
     with store.engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("SET statement_timeout = 0")  # not a request: no store deadline
         for table in ("xent_batches", "xent_rollups", "xent_flagged"):
             conn.exec_driver_sql(f"VACUUM ANALYZE {table}")
 
