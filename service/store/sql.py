@@ -394,7 +394,12 @@ class SqlStore:
             assert key is not None
             plain = [table.c[name] for name in SUM_COLUMNS]
             return sa.select(key, table.c.n_batches, *plain).where(*where)
-        sums = [sa.func.coalesce(sa.func.sum(table.c[name]), 0) for name in SUM_COLUMNS]
+        # as float8: PostgreSQL sums bigints as numeric (Python Decimal, slow to convert); counts
+        # stay exact below 2**53
+        sums = [
+            sa.cast(sa.func.coalesce(sa.func.sum(table.c[name]), 0), sa.Float(53))
+            for name in SUM_COLUMNS
+        ]
         if key is None:
             return sa.select(sa.literal(0, sa.BigInteger), sa.func.coalesce(n, 0), *sums).where(
                 *where
