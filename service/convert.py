@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from service.api.views import bound_response
 from service.parsing import Parsed
-from service.schemas import BatchRequest, FlagRules, OpenAILogprobs, SequencesRequest
+from service.schemas import BatchRequest, FlagRules, SequencesRequest
 from service.settings import Settings
 from xentcore import InputError, SequenceResult, score_sequences
 from xentcore.score import ScoreResult, score_batch
-from xentcore.sequences import CENSORED_LOGPROB, openai_logprobs
+from xentcore.sequences import openai_logprobs
 from xentcore.types import FlagRules as CoreFlagRules
 from xentcore.types import ScoreOptions
 from xentcore.validate import Batch, check_batch, check_flag_rules, check_ids
@@ -33,7 +34,7 @@ def score_options(parsed: Parsed[B], settings: Settings) -> ScoreOptions:
         input_type=req.input_type,
         class_weights=parsed.array(("class_weights",), req.class_weights),
         sample_weights=parsed.array(("sample_weights",), req.sample_weights),
-        pos_weight=req.pos_weight,
+        pos_weight=parsed.array(("pos_weight",), req.pos_weight),
         label_smoothing=req.label_smoothing,
         ignore_index=req.ignore_index,
         focal_gamma=req.focal_gamma,
@@ -58,21 +59,12 @@ def score_request(parsed: Parsed[B], settings: Settings) -> tuple[Batch, ScoreRe
     req = parsed.request
     predictions = parsed.array(("predictions",), req.predictions)
     labels = parsed.array(("labels",), req.labels)
+    bound_response(req, len(predictions), parsed.size)  # the answer's size, before scoring
     batch = check_batch(predictions, labels, score_options(parsed, settings))
     check_ids(req.ids, batch.n_items)
-    return batch, score_batch(batch, flag_rules(req.flag, settings))
-
-
-def _openai_content(logprobs: OpenAILogprobs) -> list[dict[str, Any]]:
-    """The content list as the mappings ``openai_logprobs`` reads (top_logprobs only where a
-    censored value needs them: building them for every token would dominate the cost)."""
-    out: list[dict[str, Any]] = []
-    for token in logprobs.content:
-        entry: dict[str, Any] = {"logprob": token.logprob}
-        if token.logprob == CENSORED_LOGPROB and token.top_logprobs:
-            entry["top_logprobs"] = [{"logprob": t.logprob} for t in token.top_logprobs]
-        out.append(entry)
-    return out
+    result = score_batch(batch, flag_rules(req.flag, settings))
+    bound_response(req, batch.n_items, parsed.size, result)  # ... and multilabel, once scored
+    return batch, result
 
 
 def _token_arrays(
@@ -84,8 +76,8 @@ def _token_arrays(
     positions: list[npt.NDArray[np.int64] | None] = []
     warnings: list[str] = []
     for i, seq in enumerate(parsed.request.sequences):
-        if seq.logprobs is not None:
-            values, kept, notes = openai_logprobs(_openai_content(seq.logprobs), i)
+        if seq.logprobs is not None:  # parsing keeps its content as arrays
+            values, kept, notes = openai_logprobs(parsed.openai[i], i)
             arrays.append(values)
             positions.append(kept)
             warnings.extend(notes)

@@ -4,12 +4,15 @@ them natively); nothing here computes a number."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
+from service.errors import RequestInvalid, error_item
 from service.parsing import Parsed
 from service.schemas import BatchRequest, CalibrationRequest, SequencesRequest
 from xentcore import ScoreResult, SequenceResult
@@ -18,7 +21,10 @@ from xentcore.flags import flagged_rows
 from xentcore.validate import Batch
 
 __all__ = [
+    "NAMES_PER_BYTE",
+    "NAMES_SLACK",
     "BatchContext",
+    "bound_response",
     "calibration_figures",
     "calibration_view",
     "confidence_view",
@@ -27,6 +33,74 @@ __all__ = [
     "score_view",
     "sequences_view",
 ]
+
+
+#: Per-item answers repeat a class name for every item (a list of them, multilabel): those names
+#: may take at most this many bytes per byte of the request...
+NAMES_PER_BYTE = 8
+#: ... plus this many. Everything else in an answer is a few dozen bytes per item at most.
+NAMES_SLACK = 32 << 20
+
+
+#: The most JSON bytes a class name (256 characters at most) can take: each one escaped.
+_LONGEST_NAME = 256 * 6 + 3
+
+
+def _sizes(names: Sequence[str]) -> npt.NDArray[np.int64]:
+    """Bytes each name takes in a JSON list: quoted, escaped, and a comma."""
+    return np.fromiter((len(orjson.dumps(name)) + 1 for name in names), np.int64, len(names))
+
+
+def names_bytes(result: ScoreResult) -> int:
+    """The bytes of JSON the predicted class names of ``result`` take in ``items.predicted``."""
+    names = result.class_names
+    if not names:
+        return 0
+    sizes = _sizes(names)
+    pred = result.predicted_index
+    if result.task == "multilabel":  # a list of names per item
+        return int(np.count_nonzero(pred, axis=0) @ sizes) + 2 * result.n_items
+    return int(sizes[pred].sum())
+
+
+def _refuse(size: int, request_bytes: int) -> RequestInvalid:
+    return RequestInvalid(
+        [
+            error_item(
+                ("class_names",),
+                f"per-item predictions as class names would take {size} bytes of the answer, "
+                f"over {NAMES_PER_BYTE} x the request's {request_bytes} bytes + {NAMES_SLACK}: "
+                "send shorter class_names, per_item: false, or no class_names (class indices)",
+                "value_error",
+            )
+        ]
+    )
+
+
+def bound_response(
+    request: BatchRequest, n_items: int, request_bytes: int, result: ScoreResult | None = None
+) -> None:
+    """Refuse (422 at ``class_names``) a per-item answer whose predicted class names would take
+    more than ``NAMES_PER_BYTE`` x the request + ``NAMES_SLACK`` bytes (long names repeated for
+    every item made a 3.8 MiB request a 251 MiB answer), before the batch is recorded.
+
+    Before scoring (``result`` None): one name per item at most, every name the longest, unless
+    the task is multilabel; a multilabel answer is measured once scored. Counted for every
+    route with ``per_item``, whether or not its answer shows ``predicted``.
+    """
+    names = request.class_names
+    if not request.per_item or not names:
+        return
+    limit = NAMES_PER_BYTE * request_bytes + NAMES_SLACK
+    if result is None:
+        if request.task != "multilabel" and n_items * _LONGEST_NAME > limit:
+            size = n_items * int(_sizes(names).max())
+            if size > limit:
+                raise _refuse(size, request_bytes)
+        return
+    size = names_bytes(result)
+    if size > limit:
+        raise _refuse(size, request_bytes)
 
 
 @dataclass(frozen=True)

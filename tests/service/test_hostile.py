@@ -758,3 +758,56 @@ def test_zz_server_healthy_and_store_untouched(server: Server, http: httpx.Clien
     streams: Any = http.get("/v1/streams", headers=keyed).json()
     assert STREAM not in orjson.dumps(streams).decode()
     assert "Traceback" not in server.log.read_text()
+
+
+# --- binary tensors that declare shapes no array can have (issue 14, item 4) -----------------
+
+HUGE = 4611686018427387904  # 2**62
+
+
+@pytest.mark.parametrize(
+    ("path", "ref", "loc"),
+    [
+        ("/v1/score", {"shape": [0, HUGE]}, ["predictions", "shape", 1]),
+        ("/v1/score", {"shape": [HUGE, 0]}, ["predictions", "shape", 0]),
+        ("/v1/score", {"shape": [0, 2**63 - 1]}, ["predictions", "shape", 1]),
+        ("/v1/score", {"shape": [2**62, 4]}, ["predictions", "shape", 0]),
+        ("/v1/score", {"shape": [2**40, 2**40]}, ["predictions", "shape", 0]),
+        ("/v1/score", {"shape": [2**64]}, ["predictions", "shape", 0]),
+        ("/v1/score", {"shape": [-1, 2]}, ["predictions", "shape", 0]),
+        ("/v1/score", {"shape": [0, 0, HUGE]}, ["predictions", "shape"]),
+        (
+            "/v1/score",
+            {"shape": [2, 2], "binary_data_size": 2**63},
+            ["predictions", "binary_data_size"],
+        ),
+        (
+            "/v1/sequences/score",
+            {"shape": [0, HUGE]},
+            ["sequences", 0, "token_logprobs", "shape", 1],
+        ),
+    ],
+)
+def test_huge_declared_tensor_shape_is_a_422(
+    http: httpx.Client, path: str, ref: dict[str, Any], loc: list[Any]
+) -> None:
+    tensor = {"datatype": "FP32", "binary_data_size": 0, **ref}
+    head = (
+        {"sequences": [{"token_logprobs": tensor}]}
+        if "sequences" in path
+        else {"predictions": tensor}
+    )
+    import json  # orjson refuses integers past 64 bits
+
+    body = json.dumps(head).encode()
+    response = http.post(
+        path,
+        content=body,
+        headers={
+            "X-API-Key": KEY,
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(len(body)),
+        },
+    )
+    check_refusal(response.status_code, (422,), response.content)
+    assert response.json()["detail"][0]["loc"] == ["body", *loc]
