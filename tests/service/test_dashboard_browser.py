@@ -76,7 +76,7 @@ def _seed_history(url: str) -> None:
         flag={"min_confidence": 0.99},
     )
     flagged = flagged_items(r, ["t0", "t1"])
-    assert [f.predicted for f in flagged] == [["a", "c"], []]
+    assert flagged is not None and flagged.predicted == [["a", "c"], []]
     assert store.record(
         stream="tags", task="multilabel", summary=summarize(r), flagged=flagged, at=now - 86400
     )
