@@ -29,8 +29,9 @@ from pydantic import ValidationError
 from uvicorn.config import LOGGING_CONFIG
 
 import xentcore
+from service.dbcli import add_db
 from service.progress import ProgressBar
-from service.settings import LogLevel, Settings, get_settings
+from service.settings import LogLevel, Settings, get_settings, report_invalid
 from xentcore import InputError
 from xentcore.files import (
     MAX_JSON_INDICES,
@@ -99,15 +100,6 @@ def prometheus_multiprocess(workers: int) -> Iterator[str | None]:
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _report_settings(command: str, exc: ValidationError) -> None:
-    """One line per invalid setting, naming the variable; never the value (a URL may hold a
-    password)."""
-    for err in exc.errors(include_url=False, include_input=False):
-        name = "XENT_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
-        message = str(err["msg"]).removeprefix("Value error, ")
-        print(f"{command}: invalid {name}: {message}", file=sys.stderr)
-
-
 def serve(args: argparse.Namespace) -> int:
     """Run uvicorn on ``service.app:app`` with the settings of the environment and flags."""
     flags = {name: getattr(args, name) for name in ("host", "port", "workers", "log_level")}
@@ -115,7 +107,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        _report_settings("xent serve", exc)
+        report_invalid("xent serve", exc)
         return 2
     for name, value in overrides.items():  # for the app (and every worker) to read
         os.environ[f"XENT_{name.upper()}"] = str(value)
@@ -303,62 +295,6 @@ def _add_score(commands: Any) -> None:
     run.set_defaults(handler=score_files)
 
 
-def database(args: argparse.Namespace) -> int:
-    """``xent db upgrade|current|expire``: the store's schema and retention, by hand."""
-    from service.retention import expire_once
-    from service.store import store_url
-    from service.store.migrate import SchemaTooNew, current_revision, head_revision, upgrade
-    from service.store.sql import SqlStore, engine_for
-
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        _report_settings("xent db", exc)
-        return 2
-    engine = engine_for(store_url(settings.database_url, settings.data_dir), settings.store_timeout)
-    try:
-        if args.action == "current":
-            with engine.connect() as conn:
-                found = current_revision(conn)
-            print(
-                f"store revision {found or 'none (not under Alembic yet)'}; "
-                f"this release: {head_revision()}"
-            )
-        elif args.action == "upgrade":
-            applied = upgrade(engine)
-            print(f"store at revision {head_revision()}" + ("" if applied else " (already)"))
-        else:
-            store = SqlStore(engine, timeout=settings.store_timeout)
-            expire_once(store, settings)
-            print("retention pass done (see the log for what was deleted)")
-    except SchemaTooNew as exc:
-        print(f"xent db: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # an unreachable database: one line, not a traceback
-        print(f"xent db: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-    return 0
-
-
-def _add_db(commands: Any) -> None:
-    db = commands.add_parser(
-        "db",
-        help="the monitoring store: schema upgrades and retention",
-        description="Manage the monitoring store named by XENT_DATABASE_URL (default: the "
-        "SQLite file under XENT_DATA_DIR). The service also upgrades the schema when it starts.",
-    )
-    db.add_argument(
-        "action",
-        choices=("upgrade", "current", "expire"),
-        help="upgrade: apply pending schema migrations (under a lock); current: print the "
-        "schema revision; expire: delete what is past retention once (XENT_RETENTION, "
-        "XENT_ROLLUP_RETENTION)",
-    )
-    db.set_defaults(handler=database)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """``xent`` and its subcommands: ``serve``, ``score`` and ``db``."""
     parser = argparse.ArgumentParser(
@@ -380,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=serve)
     _add_score(commands)
-    _add_db(commands)
+    add_db(commands)
     return parser
 
 

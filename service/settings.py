@@ -9,18 +9,20 @@ closest setting (:func:`unknown_variables`).
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.durations import parse_duration
 
 __all__ = [
     "DATABASE_SCHEMES",
+    "report_invalid",
     "ENV_PREFIX",
     "LogLevel",
     "Settings",
@@ -270,3 +272,12 @@ def _metrics_token_warnings(environ: Mapping[str, str]) -> list[str]:
         "XENT_METRICS_TOKEN is not one of XENT_API_KEYS: a Prometheus scraping /metrics with it "
         "gets 401 (add it to XENT_API_KEYS)"
     ]
+
+
+def report_invalid(command: str, exc: ValidationError) -> None:
+    """One line per invalid setting, naming the variable; never the value (a URL may hold a
+    password)."""
+    for err in exc.errors(include_url=False, include_input=False):
+        name = "XENT_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        print(f"{command}: invalid {name}: {message}", file=sys.stderr)

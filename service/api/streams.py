@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from service.durations import parse_duration
 from service.schemas import STREAM_PATTERN
 from service.settings import Settings
-from service.store import InvalidCursor, Store
+from service.store import InvalidCursor, Store, SumsTable
 from service.store.base import decode_cursor, encode_cursor
 from service.store.windows import plan, top_level
 from xentcore.summary import BatchSummary, figures, figures_rows, reliability
@@ -213,6 +213,29 @@ def list_streams(request: Request) -> dict[str, Any]:
     return {"streams": out}
 
 
+def _check_window(start: float, end: float, width: float) -> None:
+    """422 on ``bucket`` when [start, end) spans more than MAX_BUCKETS buckets, or more than
+    MAX_RAW_WINDOW with a width that is not whole minutes (summed from raw rows)."""
+    if _bucket_count(start, end, width) > MAX_BUCKETS:
+        raise _query_error("bucket", f"more than {MAX_BUCKETS} buckets: widen the bucket")
+    if top_level(width) is None and end - start > MAX_RAW_WINDOW:
+        raise _query_error(
+            "bucket",
+            "a bucket that is not a whole number of minutes covers at most 6 hours: "
+            "narrow the window or use minutes",
+        )
+
+
+def _bucket_rows(sums: SumsTable, width: float) -> list[dict[str, Any]]:
+    """One answer row per non-empty bucket, its figures computed for all buckets at once."""
+    rows = figures_rows(sums.columns())
+    out = []
+    for k, row in zip(sums.keys.tolist(), rows, strict=True):
+        lo, hi = _bucket_bounds(k, width)
+        out.append({"start": iso(lo), "end": iso(hi), **row})
+    return out
+
+
 def _bucket_count(start: float, end: float, width: float) -> int:
     """Buckets of ``width`` (aligned to the epoch) that [start, end) touches."""
     return math.ceil(end / width) - math.floor(start / width)
@@ -270,14 +293,7 @@ def stream_summary(
     if not known:
         raise HTTPException(404, f"no batch recorded under stream {stream!r}")
     if start is not None and width is not None:
-        if _bucket_count(start, end, width) > MAX_BUCKETS:
-            raise _query_error("bucket", f"more than {MAX_BUCKETS} buckets: widen the bucket")
-        if top_level(width) is None and end - start > MAX_RAW_WINDOW:
-            raise _query_error(
-                "bucket",
-                "a bucket that is not a whole number of minutes covers at most 6 hours: "
-                "narrow the window or use minutes",
-            )
+        _check_window(start, end, width)
     settings: Settings = request.app.state.settings
     window = plan(
         start if start is not None else end, end, width, raw_horizon=now - settings.retention
@@ -288,11 +304,7 @@ def stream_summary(
         first = window.since if t0 is not None or start is None else start
         buckets = [_bucket_row(first, window.until, total)] if len(sums) else []
     else:
-        rows = figures_rows(sums.columns())
-        buckets = []
-        for k, row in zip(sums.keys.tolist(), rows, strict=True):
-            lo, hi = _bucket_bounds(k, width)
-            buckets.append({"start": iso(lo), "end": iso(hi), **row})
+        buckets = _bucket_rows(sums, width)
     return {
         "stream": stream,
         "since": None if t0 is None else iso(window.since),

@@ -9,46 +9,16 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
-import pytest
 import sqlalchemy as sa
 
 from service.store.schema import LEVELS, rollups
 from service.store.sql import SqlStore, summary_of
 from service.store.windows import plan
-from tests.support.postgres import pg_unavailable, private_schema
 from xentcore.summary import N_BINS, BatchSummary
 
 T0 = 1_790_000_000.0  # 2026-09-21, a Monday-ish epoch time with no special alignment
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    reason = pg_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with private_schema() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/xent.db"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[SqlStore]:
-    s = SqlStore.from_url(url)
-    yield s
-    with s.engine.begin() as conn:
-        for table in ("xent_flagged", "xent_batches", "xent_rollups"):
-            conn.execute(sa.text(f"DELETE FROM {table}"))
-    s.close()
 
 
 def dyadic_summary(rng: np.random.Generator) -> BatchSummary:

@@ -6,7 +6,6 @@ import base64
 import multiprocessing as mp
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,37 +17,8 @@ from service.recording import flagged_items, record_batch
 from service.store import InvalidCursor, ReconnectingStore, Store
 from service.store.base import StoreUnavailable, encode_cursor
 from service.store.sql import SqlStore
-from tests.support.postgres import pg_unavailable, private_schema
+from tests.support.postgres import private_schema
 from xentcore.summary import BatchSummary, figures, summarize
-
-
-@pytest.fixture(scope="module")
-def pg_schema_url() -> Iterator[str]:
-    """A private schema in the test database, dropped afterwards."""
-    reason = pg_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with private_schema() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/xent.db"
-    base: str = request.getfixturevalue("pg_schema_url")
-    return base
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[SqlStore]:
-    s = SqlStore.from_url(url)
-    yield s
-    if url.startswith("postgresql"):
-        with s.engine.begin() as conn:
-            for table in ("xent_flagged", "xent_batches", "xent_rollups"):
-                conn.execute(sa.text(f"DELETE FROM {table}"))
-    s.close()
 
 
 def _batch(seed: int, n: int = 40, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
