@@ -23,7 +23,11 @@ itself (``lost`` must be 0), which is printed as ``OK`` or ``FAIL``.
 6. store-down: PostgreSQL behind a loopback TCP relay that is cut and restored: time for
    ``/readyz`` to turn 503, batches still scored with ``recorded: false``, time to recover.
    Skipped when no PostgreSQL answers (tests/support/postgres.py: PG_URL).
-7. soak: 2 workers, 8 threads recording for ``--soak-seconds``: RSS and open file descriptors
+7. hung-store: PostgreSQL frozen (SIGSTOP) for ``--seconds`` under recording and plain load, in
+   a private cluster the scenario starts and stops (tests/support/pgcluster.py): how fast
+   ``/readyz`` answers and with what, latency of recorded and of plain batches while frozen,
+   time to record again after the thaw, and acknowledged batches missing from the store.
+8. soak: 2 workers, 8 threads recording for ``--soak-seconds``: RSS and open file descriptors
    of the server processes after a warm-up and at the end.
 """
 
@@ -554,6 +558,91 @@ def store_down(seconds: float) -> list[Row]:
     ]
 
 
+def _pg_keys(url: str, stream: str) -> set[str]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT idempotency_key FROM xent_batches WHERE stream = :s"), {"s": stream}
+            )
+            return {r[0] for r in rows if r[0]}
+    finally:
+        engine.dispose()
+
+
+def hung_store(seconds: float) -> list[Row]:
+    from tests.support.pgcluster import cluster_unavailable, private_cluster
+
+    name = "hung store (PostgreSQL frozen, deadline 2 s)"
+    reason = cluster_unavailable()
+    if reason is not None:
+        return [(name, "skipped", reason)]
+    recorded_body = batch_body(7, stream="hung")
+    plain_body = batch_body(8)
+    with private_cluster() as pg:
+        env = {"XENT_DATABASE_URL": pg.url, "XENT_STORE_RETRY_SECONDS": "1"}
+        with serve(env) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+
+            def recorded() -> bool:
+                response = http.post("/v1/score", content=recorded_body)
+                return bool(response.json().get("recorded"))
+
+            assert wait_for(lambda: http.get("/readyz").status_code == 200, 30) is not None
+            unloaded = drive(server.url, threads=1, per_thread=20, body=plain_body)
+            loads: dict[str, Load] = {}
+
+            def run(label: str, body: bytes) -> None:
+                loads[label] = drive(
+                    server.url, threads=4, seconds=seconds, body=body, keyed=label == "recorded"
+                )
+
+            pg.freeze()
+            try:
+                begin = time.perf_counter()
+                ready = http.get("/readyz").status_code
+                ready_took = time.perf_counter() - begin
+                both = [
+                    threading.Thread(target=run, args=("recorded", recorded_body)),
+                    threading.Thread(target=run, args=("plain", plain_body)),
+                ]
+                for t in both:
+                    t.start()
+                for t in both:
+                    t.join()
+            finally:
+                pg.thaw()
+            back = wait_for(recorded, 60, step=0.1)
+            acked = _acknowledged(loads["recorded"])
+            lost = len(acked - _pg_keys(pg.url, "hung"))
+    rec, plain = loads["recorded"], loads["plain"]
+    rec_ok = [r.seconds for r in rec.of(200)]
+    plain_ok = [r.seconds for r in plain.of(200)]
+    base = [r.seconds for r in unloaded.of(200)]
+    return [
+        (name, "/readyz while frozen: status, answered in", f"{ready}, {ms(ready_took)}"),
+        (
+            name,
+            "recorded batches: 200 / sent, recorded false",
+            f"{len(rec_ok)}/{len(rec.results)}, {sum(r.recorded is False for r in rec.of(200))}",
+        ),
+        (
+            name,
+            "recorded batches: latency p50 / p99",
+            f"{ms(pct(rec_ok, 50))} / {ms(pct(rec_ok, 99))}",
+        ),
+        (
+            name,
+            "plain batches: 200 / sent, p50 / p99 (unloaded p50)",
+            f"{len(plain_ok)}/{len(plain.results)}, {ms(pct(plain_ok, 50))} / "
+            f"{ms(pct(plain_ok, 99))} ({ms(pct(base, 50))})",
+        ),
+        (name, "recording again after the thaw", "never" if back is None else ms(back)),
+        (name, "lost acknowledged", f"{lost} {'OK' if lost == 0 else 'FAIL'}"),
+    ]
+
+
 def soak(seconds: float) -> list[Row]:
     body = batch_body(6, stream="soak")
     warm = min(30.0, seconds / 5)
@@ -575,7 +664,16 @@ def soak(seconds: float) -> list[Row]:
     ]
 
 
-SCENARIOS = ["baseline", "overload", "oversized", "contention", "kill", "store-down", "soak"]
+SCENARIOS = [
+    "baseline",
+    "overload",
+    "oversized",
+    "contention",
+    "kill",
+    "store-down",
+    "hung-store",
+    "soak",
+]
 
 
 def main() -> int:
@@ -592,6 +690,7 @@ def main() -> int:
         "contention": lambda: contention(args.batches),
         "kill": lambda: kill(args.seconds),
         "store-down": lambda: store_down(args.seconds),
+        "hung-store": lambda: hung_store(args.seconds),
         "soak": lambda: soak(args.soak_seconds),
     }
     rows: list[Row] = []

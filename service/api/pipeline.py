@@ -21,6 +21,7 @@ from fastapi.responses import Response
 
 from service.api.views import BatchContext, sequences_view
 from service.convert import score_request, score_sequences_request
+from service.departure import CLIENT_CLOSED, ClientGone, Departure, watch_departure
 from service.http import Body, compute, dumps, header_length, json_response, read_body
 from service.metrics import Metrics
 from service.parsing import Parsed, parse_batch, parse_sequences
@@ -49,6 +50,8 @@ Q = TypeVar("Q")  # the parsed request model
 R = TypeVar("R")  # the xentcore result
 
 View = Callable[[BatchContext, ScoreResult], dict[str, Any]]
+#: ``check(stage)``: raises :class:`ClientGone` when the client left before ``stage``.
+Check = Callable[[str], None]
 #: More response fields computed from the scored batch (calibration), off the event loop.
 Extra = Callable[[Parsed[B], Batch, ScoreResult], dict[str, Any]]
 
@@ -66,14 +69,15 @@ class Scored(Generic[Q, R]):
 class Route(Generic[Q, R]):
     """What one scoring route adds to the skeleton.
 
-    ``score(body, header_length, settings)`` parses and scores (off the event loop for a large
-    body); ``stream(request)`` names the stream to record under (None: not recorded);
+    ``score(body, header_length, settings, check)`` parses and scores (off the event loop for a
+    large body), calling ``check(stage)`` between its stages (it raises when the client has
+    gone); ``stream(request)`` names the stream to record under (None: not recorded);
     ``record(http_request, scored, metrics)`` writes it (in a thread, never raises);
     ``answer(scored, recorded)`` is the response body; ``count(scored)`` is the
     (endpoint, task, items) of ``xent_items_scored_total``.
     """
 
-    score: Callable[[Body, int | None, Settings], Scored[Q, R]]
+    score: Callable[[Body, int | None, Settings, Check], Scored[Q, R]]
     stream: Callable[[Q], str | None]
     record: Callable[[Request, Scored[Q, R], Metrics], bool]
     answer: Callable[[Scored[Q, R], bool | None], dict[str, Any]]
@@ -125,23 +129,43 @@ async def record_in_time(work: Callable[[], bool], settings: Settings, metrics: 
 
 async def run(request: Request, route: Route[Q, R]) -> Response:
     """Serve one scoring request along ``route``: a scoring slot is held only while the body,
-    fully arrived, is parsed and scored."""
+    fully arrived, is parsed and scored. The work for a large body stops at the next stage when
+    its client disconnects (:mod:`service.departure`): answered 499, not recorded."""
     check_idempotency_key(request)
     body = await read_body(request)
     settings: Settings = request.app.state.settings
+    length = header_length(request)
+    watched = len(body) > settings.inline_body_bytes
+    try:
+        async with watch_departure(request, enabled=watched) as client:
+            return await _serve(request, route, body, length, client)
+    except ClientGone as gone:
+        log.info("%s: work stopped", gone)
+        return Response(status_code=CLIENT_CLOSED)
+
+
+async def _serve(
+    request: Request, route: Route[Q, R], body: Body, length: int | None, client: Departure
+) -> Response:
+    settings: Settings = request.app.state.settings
     metrics: Metrics = request.app.state.metrics
     slots: ScoringSlots = request.app.state.slots
-    length = header_length(request)
+    size = len(body)
+    client.check("scoring")
     async with slots.hold():
-        scored = await compute(lambda: route.score(body, length, settings), len(body), settings)
+        scored = await compute(
+            lambda: route.score(body, length, settings, client.check), size, settings
+        )
     recorded = None
     if route.stream(scored.request) is not None:  # a database write: never on the event loop
+        client.check("recording")
         recorded = await record_in_time(
             lambda: route.record(request, scored, metrics), settings, metrics
         )
     endpoint, task, n_items = route.count(scored)
     metrics.items.labels(endpoint, task).inc(n_items)
-    answer = await compute(lambda: dumps(route.answer(scored, recorded)), len(body), settings)
+    client.check("the answer")
+    answer = await compute(lambda: dumps(route.answer(scored, recorded)), size, settings)
     return json_response(answer)
 
 
@@ -171,9 +195,13 @@ async def run_batch(
     ``view`` shapes the answer; ``extra(parsed, batch, result)``, when given, computes more
     fields from the batch already scored (calibration) for the view to place."""
 
-    def score(body: Body, length: int | None, settings: Settings) -> Scored[B, ScoreResult]:
+    def score(
+        body: Body, length: int | None, settings: Settings, check: Check
+    ) -> Scored[B, ScoreResult]:
         parsed = parse_batch(body, model, header_length=length, settings=settings)
+        check("scoring")
         batch, result = score_request(parsed, settings)
+        check("the calibration figures")
         more = extra(parsed, batch, result) if extra is not None else {}
         return Scored(parsed.request, result, more)
 
@@ -192,9 +220,10 @@ async def run_batch(
 
 
 def _score_sequences(
-    body: Body, length: int | None, settings: Settings
+    body: Body, length: int | None, settings: Settings, check: Check
 ) -> Scored[SequencesRequest, SequenceResult]:
     parsed = parse_sequences(body, header_length=length, settings=settings)
+    check("scoring")
     return Scored(parsed.request, score_sequences_request(parsed, settings), {})
 
 
