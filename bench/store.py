@@ -116,6 +116,7 @@ class Report:
     peak_rss_mib: float | None = None
     record_ratio: float | None = None
     flag_ratio: float | None = None
+    http_flag_ratio: float | None = None
     problems: list[str] = field(default_factory=list)
 
     def add(self, label: str, value: str) -> None:
@@ -570,7 +571,7 @@ def flag_http(server: Server, batch: FlagBatch, report: Report) -> None:
         for _ in range(FLAG_HTTP_REPEATS):
             without.append(post_ms(client, plain))
             with_.append(post_ms(client, streamed))
-    ratio = pair_ratio(with_, without)
+    report.http_flag_ratio = ratio = pair_ratio(with_, without)
     report.add(
         f"100,000 x 10 JSON ({len(plain) / 1e6:.0f} MB) POST /v1/score: without | with stream "
         "(median ms); with/without",
@@ -749,6 +750,14 @@ def targets(reports: list[Report]) -> None:
                     f"100k flagged: record <= {FLAG_RATIO}x score",
                     f"{r.flag_ratio:.2f}x",
                     r.flag_ratio <= FLAG_RATIO,
+                )
+            )
+        if r.http_flag_ratio is not None:
+            lines.append(
+                (
+                    f"100k flagged over HTTP: with stream <= {FLAG_RATIO}x without",
+                    f"{r.http_flag_ratio:.2f}x",
+                    r.http_flag_ratio <= FLAG_RATIO,
                 )
             )
         lines.append(

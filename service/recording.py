@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from service.metrics import StreamMetrics
 from service.store import Store
-from service.store.payload import FlaggedItems, reason_bits
+from service.store.payload import ClassColumn, FlaggedItems, class_dtype, reason_bits
 from xentcore.flags import truth_columns
 from xentcore.score import ScoreResult
 from xentcore.sequences import SequenceResult
@@ -47,23 +48,52 @@ def _picked(values: Sequence[Any], rows: list[int]) -> list[Any]:
     return list(operator.itemgetter(*rows)(values))
 
 
+def _class_columns(
+    result: ScoreResult, indices: npt.NDArray[np.intp]
+) -> tuple[ClassColumn, ClassColumn]:
+    """``predicted`` and ``label`` of the items at ``indices`` as the store keeps them: class
+    indices (-1 = none: no labels, or an item not scored) for single-label tasks, the
+    response's lists of classes for multilabel rows."""
+    if result.task == "multilabel":
+        predicted, label = truth_columns(result, indices)
+        return predicted, None if result.true_class is None else label
+    dtype = class_dtype(result.n_classes)
+    predicted_column = result.predicted_index[indices].astype(dtype)
+    if result.true_class is None:
+        return predicted_column, None
+    true = result.true_class[indices]
+    known = true >= 0
+    if result.scored is not None:
+        known &= result.scored[indices]
+    return predicted_column, np.where(known, true, -1).astype(dtype)
+
+
 def flagged_items(result: ScoreResult, ids: Sequence[Any] | None) -> FlaggedItems | None:
-    """The flagged items of a result, column by column, as the store keeps them (with the
-    prediction and the true class as the response shows them); None when none is flagged."""
+    """The flagged items of a result, column by column, as the store keeps them (the
+    prediction and the true class as class indices shown through the batch's class names);
+    None when none is flagged."""
     indices = result.flagged_indices
     if indices.size == 0:
         return None
-    predicted, label = truth_columns(result, indices)
-    rows = indices.tolist()
+    predicted, label = _class_columns(result, indices)
+    names = result.class_names
+    kept, whole = None, False
+    if isinstance(ids, list) and 2 * indices.size >= len(ids):
+        kept, whole = ids, True  # most items flagged: the request's list, whole (no gather)
+    elif ids is not None:
+        kept = _picked(ids, indices.tolist())
     return FlaggedItems(
         index=indices.astype(np.int64),
         confidence=result.confidence[indices],
         loss=None if result.item_loss is None else result.item_loss[indices],
         reason_names=REASONS,
         reasons=reason_bits([getattr(result.masks, name)[indices] for name in REASONS]),
-        ids=None if ids is None else _picked(ids, rows),
+        ids=kept,
         predicted=predicted,
-        label=None if result.true_class is None else label,
+        label=label,
+        class_names=None if names is None else tuple(names),
+        batch_items=result.n_items,
+        ids_of_batch=whole,
     )
 
 

@@ -182,6 +182,9 @@ class SqlStore:
         self._dialect = engine.dialect.name
         self._upsert = _rollup_upsert(self._dialect)
         self._window_queries: dict[tuple[tuple[str, ...], bool], Any] = {}
+        #: id(query) -> (query, its SQL for the driver, its constant parameters): PostgreSQL
+        #: reads of many numbers (:meth:`_fetch`); the query is kept so its id stays its own.
+        self._compiled: dict[int, tuple[Any, str, dict[str, Any]]] = {}
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = DEFAULT_TIMEOUT) -> SqlStore:
@@ -355,8 +358,36 @@ class SqlStore:
             params["width"] = width
             params["iwidth"] = int(width)
         with self._connection() as conn:
-            rows = conn.execute(query, params).all()
-        return group_rows([tuple(r) for r in rows])
+            rows = self._fetch(conn, query, params)
+        return group_rows(rows)
+
+    def _fetch(self, conn: Connection, query: Any, params: dict[str, Any]) -> list[Any]:
+        """The rows of a read of many numbers (``query`` built once and reused).
+
+        On PostgreSQL through the driver's own cursor in binary format: each float8 then
+        arrives as 8 bytes loaded in C instead of text parsed value by value (a summary of 720
+        hourly buckets carries 71 x 721 values: 24 ms of fetching in text, 11 ms in binary).
+        SQLAlchemy has no per-statement switch for it. A driver error invalidates the pooled
+        connection before it propagates, as SQLAlchemy would.
+        """
+        if self._dialect != "postgresql":
+            return [tuple(r) for r in conn.execute(query, params)]
+        compiled = self._compiled.get(id(query))
+        if compiled is None:
+            c = query.compile(dialect=self.engine.dialect)
+            fixed = {k: v for k, v in c.params.items() if v is not None}
+            compiled = self._compiled[id(query)] = (query, str(c), fixed)
+        _, sql, fixed = compiled
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute(sql, {**fixed, **params}, binary=True)
+                rows: list[Any] = cursor.fetchall()
+                return rows
+        except Exception:
+            conn.invalidate()
+            raise
 
     def _window_query(self, kinds: tuple[str, ...], no_width: bool) -> Any:
         selects = [self._piece_select(i, kind, no_width) for i, kind in enumerate(kinds)]
@@ -396,15 +427,15 @@ class SqlStore:
             return sa.select(key, table.c.n_batches, *plain).where(*where)
         # as float8: PostgreSQL sums bigints as numeric (Python Decimal, slow to convert); counts
         # stay exact below 2**53
+        zero: Any = sa.literal_column("0")
         sums = [
-            sa.cast(sa.func.coalesce(sa.func.sum(table.c[name]), 0), sa.Float(53))
+            sa.cast(sa.func.coalesce(sa.func.sum(table.c[name]), zero), sa.Float(53))
             for name in SUM_COLUMNS
         ]
+        count = sa.cast(sa.func.coalesce(n, zero), sa.Float(53))
         if key is None:
-            return sa.select(sa.literal(0, sa.BigInteger), sa.func.coalesce(n, 0), *sums).where(
-                *where
-            )
-        return sa.select(key, n, *sums).where(*where).group_by(key)
+            return sa.select(sa.literal_column("0"), count, *sums).where(*where)
+        return sa.select(key, count, *sums).where(*where).group_by(key)
 
     def _floor_div(self, column: Any, width: Any) -> Any:
         """floor(column / width) as an integer (SQLite: CAST truncates; times are positive)."""
@@ -413,21 +444,10 @@ class SqlStore:
         return sa.cast(column / width, sa.Integer)
 
     def streams(self) -> StreamsTable:
-        """Every stream with its lifetime totals (the rollups' level 0, read through a partial
-        index of those rows only), by name: O(streams)."""
-        q = (
-            sa.select(
-                rollups.c.stream,
-                rollups.c.task,
-                rollups.c.time_max,
-                rollups.c.n_batches,
-                *(rollups.c[name] for name in SUM_COLUMNS),
-            )
-            .where(rollups.c.level == 0)
-            .order_by(rollups.c.stream, rollups.c.task)
-        )
+        """Every stream with its lifetime totals (the rollups' level 0, read through the
+        ``(level, start)`` index), by name: O(streams)."""
         with self._connection() as conn:
-            rows = conn.execute(q).all()
+            rows = self._fetch(conn, _STREAMS, {})
         infos: list[StreamInfo] = []
         keys: list[int] = []
         for stream, task, seen, n, *_ in rows:
@@ -639,6 +659,20 @@ _FLAGGED_INSERT = flagged.insert()
 _WATCHDOG = Watchdog()
 
 
+#: The lifetime rows (level 0) of every stream and task, by stream.
+_STREAMS = (
+    sa.select(
+        rollups.c.stream,
+        rollups.c.task,
+        rollups.c.time_max,
+        rollups.c.n_batches,
+        *(rollups.c[name] for name in SUM_COLUMNS),
+    )
+    .where(rollups.c.level == sa.literal_column("0"))
+    .order_by(rollups.c.stream, rollups.c.task)
+)
+
+
 def _kind(piece: Piece, width: float | None) -> str:
     """How a piece is read: "raw" rows, "rows" of rollups as wide as a bucket, or "sum"."""
     if piece.level is None:
@@ -701,18 +735,19 @@ def _flagged_dicts(page: FlaggedItems, rows: Any, t: float) -> list[dict[str, An
     confidence = _nan_none(page.confidence[rows].tolist())
     loss = _nan_none(page.loss[rows].tolist()) if page.loss is not None else [None] * len(rows_list)
     reasons = page.reason_lists(rows)
-    out = []
-    for j, r in enumerate(rows_list):
-        out.append(
-            {
-                "time": t,
-                "id": None if page.ids is None else page.ids[r],
-                "index": index[j],
-                "confidence": confidence[j],
-                "loss": loss[j],
-                "predicted": None if page.predicted is None else page.predicted[r],
-                "label": None if page.label is None else page.label[r],
-                "reasons": reasons[j],
-            }
-        )
-    return out
+    predicted = page.shown(page.predicted, rows)
+    label = page.shown(page.label, rows)
+    ids = page.id_list(rows)
+    return [
+        {
+            "time": t,
+            "id": ids[j],
+            "index": index[j],
+            "confidence": confidence[j],
+            "loss": loss[j],
+            "predicted": predicted[j],
+            "label": label[j],
+            "reasons": reasons[j],
+        }
+        for j in range(len(rows_list))
+    ]

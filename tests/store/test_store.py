@@ -266,3 +266,28 @@ def test_a_batch_of_100000_flagged_items_is_one_row_and_pages_exactly(store: Sql
     assert seen == flagged[::-1].tolist()
     last = store.flagged("big", limit=1, cursor=encode_cursor(10**9, 0))
     assert last[0][0]["id"] == "z"  # a cursor past the newest batch starts at the top
+
+
+def test_a_binary_read_that_fails_drops_its_connection(pg_schema_url: str) -> None:
+    """PostgreSQL reads of many numbers go through the driver's cursor (binary format): a
+    driver error there invalidates the pooled connection, as SQLAlchemy does for its own, and
+    the next read gets a fresh one."""
+    store = SqlStore.from_url(pg_schema_url)
+    try:
+        result = xc.score(np.array([0.9, 0.2]), np.array([1, 0]))
+        store.record(stream="s", task=result.task, summary=summarize(result))
+        admin = sa.create_engine(pg_schema_url.replace("postgresql://", "postgresql+psycopg://"))
+        with store._connection() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with admin.begin() as other:
+                other.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            with pytest.raises(Exception, match=r"terminat|closed|server"):
+                store._fetch(conn, sa.select(sa.literal_column("1.0")), {})
+            assert conn.invalidated
+        admin.dispose()
+        assert [s.stream for s in store.streams().infos] == ["s"]
+    finally:
+        with store.engine.begin() as conn:
+            for table in ("xent_flagged", "xent_batches", "xent_rollups"):
+                conn.execute(sa.text(f"DELETE FROM {table}"))
+        store.close()
