@@ -291,13 +291,11 @@ def serve(
         "XENT_WORKERS": "1",
         "XENT_LOG_LEVEL": "warning",
     }
-    if tree is None:
-        command, cwd = [str(Path(sys.executable).with_name("xent")), "serve"], REPO
-        if not Path(command[0]).exists():
-            command = [sys.executable, "-m", "service.cli", "serve"]
-    else:
-        command, cwd = [sys.executable, "-m", "service.cli", "serve"], tree
-        env["PYTHONPATH"] = str(tree)
+    # the code of the tree being measured, never whatever is installed (an editable install
+    # of another checkout would be measured instead)
+    cwd = REPO if tree is None else tree
+    command = [sys.executable, "-m", "service.cli", "serve"]
+    env["PYTHONPATH"] = str(cwd)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

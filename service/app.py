@@ -18,7 +18,16 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import xentcore
 from service import deps
-from service.api import calibration, dashboard, docs, health, scoring, sequences, streams
+from service.api import (
+    calibration,
+    dashboard,
+    docs,
+    feedback,
+    health,
+    scoring,
+    sequences,
+    streams,
+)
 from service.errors import install_error_handlers
 from service.http import in_thread
 from service.metrics import Metrics
@@ -104,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.slots = ScoringSlots(
         settings.max_concurrency, retry_after=settings.retry_after_seconds, metrics=metrics
     )
-    modules = (scoring, calibration, sequences, streams, health, dashboard, docs)
+    modules = (scoring, calibration, sequences, streams, feedback, health, dashboard, docs)
     routers = [m.router for m in modules]
     for router in routers:
         app.include_router(router)

@@ -14,13 +14,21 @@ from service.parsing import Parsed
 from service.schemas import BatchRequest, FlagRules, SequencesRequest
 from service.settings import Settings
 from xentcore import InputError, SequenceResult, score_sequences
+from xentcore.feedback import audit_mask
 from xentcore.score import ScoreResult, score_batch
 from xentcore.sequences import openai_logprobs
 from xentcore.types import FlagRules as CoreFlagRules
 from xentcore.types import ScoreOptions
 from xentcore.validate import Batch, check_batch, check_flag_rules, check_ids
 
-__all__ = ["flag_rules", "score_options", "score_request", "score_sequences_request"]
+__all__ = [
+    "audit_of",
+    "check_audit",
+    "flag_rules",
+    "score_options",
+    "score_request",
+    "score_sequences_request",
+]
 
 B = TypeVar("B", bound=BatchRequest)
 
@@ -54,9 +62,24 @@ def flag_rules(flag: FlagRules | None, settings: Settings) -> CoreFlagRules:
     return check_flag_rules(raw, default_min_confidence=settings.min_confidence)
 
 
+def check_audit(rate: float | None, stream: str | None, has_ids: bool) -> None:
+    """``audit_rate`` needs ``stream`` and ids: an audit marks kept items for review."""
+    if rate is not None and (stream is None or not has_ids):
+        raise InputError(
+            ("audit_rate",),
+            "needs stream and ids (an id on every item): audited items are kept for review",
+        )
+
+
+def audit_of(rate: float | None, seed: int | None, n: int) -> npt.NDArray[np.bool_] | None:
+    """The audit draw of a request with ``audit_rate`` (None without)."""
+    return None if rate is None else audit_mask(n, rate, seed)
+
+
 def score_request(parsed: Parsed[B], settings: Settings) -> tuple[Batch, ScoreResult]:
     """Check and score a parsed batch request (InputError -> the route's 422)."""
     req = parsed.request
+    check_audit(req.audit_rate, req.stream, req.ids is not None)
     predictions = parsed.array(("predictions",), req.predictions)
     labels = parsed.array(("labels",), req.labels)
     bound_response(req, len(predictions), parsed.size)  # the answer's size, before scoring
@@ -90,6 +113,8 @@ def _token_arrays(
 def score_sequences_request(parsed: Parsed[SequencesRequest], settings: Settings) -> SequenceResult:
     """Score a parsed sequences request (OpenAI objects read as xentcore reads them; an error in
     one is located at its ``logprobs.content``; no ``flag``: the server's ``min_confidence``)."""
+    req = parsed.request
+    check_audit(req.audit_rate, req.stream, all(seq.id is not None for seq in req.sequences))
     arrays, positions, warnings = _token_arrays(parsed)
     rules = parsed.request.flag
     try:

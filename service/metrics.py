@@ -243,8 +243,22 @@ class StreamMetrics:
         )
         self.expired = Counter(
             "xent_store_expired_total",
-            "Rows deleted by retention: raw batches (with their flagged items) and rollups",
+            "Rows deleted by retention: raw batches (with their flagged items), rollups and "
+            "kept items",
             ["what"],
+            registry=reg,
+        )
+        self.labels_received = Counter(
+            "xent_stream_labels_total",
+            "Late labels applied to kept items, by stream (API.md section 9)",
+            ["stream"],
+            registry=reg,
+        )
+        self.labels_correct = Counter(
+            "xent_stream_labels_correct_total",
+            "Late labels that agreed with the item's prediction: realized accuracy = "
+            "rate(xent_stream_labels_correct_total) / rate(xent_stream_labels_total)",
+            ["stream"],
             registry=reg,
         )
         self.retention_errors = Counter(
@@ -267,6 +281,12 @@ class StreamMetrics:
                 self._seen.add(stream)
                 return stream
         return OTHER_STREAM
+
+    def observe_labels(self, stream: str, matched: int, correct: int) -> None:
+        """Count a labels request's applied labels and those that agreed with the prediction."""
+        name = self.label(stream)
+        self.labels_received.labels(name).inc(matched)
+        self.labels_correct.labels(name).inc(correct)
 
     def observe(self, stream: str, task: str, result: ScoreResult | SequenceResult) -> None:
         """Count the batch's items and flags; observe its losses and confidences.

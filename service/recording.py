@@ -18,14 +18,24 @@ import numpy.typing as npt
 
 from service.metrics import StreamMetrics
 from service.store import Store
+from service.store.kept import Kept
 from service.store.payload import ClassColumn, FlaggedItems, class_dtype, reason_bits
+from xentcore.feedback import keep_batch, keep_sequences
 from xentcore.flags import truth_columns
 from xentcore.score import ScoreResult
 from xentcore.sequences import SequenceResult
 from xentcore.summary import BatchSummary, summarize, summarize_sequences
 from xentcore.types import REASONS
+from xentcore.validate import Batch
 
-__all__ = ["flagged_items", "record_batch", "record_sequences", "sequence_items"]
+__all__ = [
+    "flagged_items",
+    "kept_batch",
+    "kept_sequences",
+    "record_batch",
+    "record_sequences",
+    "sequence_items",
+]
 
 #: The warning of a batch not recorded because its sums are not finite.
 NOT_FINITE = (
@@ -114,6 +124,37 @@ def sequence_items(result: SequenceResult, ids: Sequence[Any] | None) -> Flagged
     )
 
 
+def kept_batch(
+    batch: Batch,
+    result: ScoreResult,
+    ids: Sequence[Any],
+    *,
+    audit: npt.NDArray[np.bool_] | None,
+    audit_rate: float | None,
+    max_classes: int,
+) -> Kept:
+    """What the store keeps of a batch recorded with ids (API.md section 9)."""
+    drawn = np.zeros(result.n_items, dtype=bool) if audit is None else audit
+    return Kept(
+        rows=keep_batch(batch, result, drawn, max_classes),
+        ids=ids,
+        class_names=result.class_names,
+        audit_rate=audit_rate,
+    )
+
+
+def kept_sequences(
+    result: SequenceResult,
+    ids: Sequence[Any],
+    *,
+    audit: npt.NDArray[np.bool_] | None,
+    audit_rate: float | None,
+) -> Kept:
+    """What the store keeps of a batch of sequences recorded with ids."""
+    drawn = np.zeros(len(ids), dtype=bool) if audit is None else audit
+    return Kept(rows=keep_sequences(result, drawn), ids=ids, audit_rate=audit_rate)
+
+
 def record_sequences(
     store: Store | None,
     *,
@@ -122,6 +163,7 @@ def record_sequences(
     ids: Sequence[Any] | None = None,
     idempotency_key: str | None = None,
     metrics: StreamMetrics | None = None,
+    kept: Kept | None = None,
 ) -> bool:
     """Record a scored batch of sequences under ``stream`` (task ``sequences``); never raises."""
     summary = summarize_sequences(result)
@@ -137,6 +179,7 @@ def record_sequences(
             summary=summary,
             flagged=sequence_items(result, ids),
             idempotency_key=idempotency_key,
+            kept=kept,
         ),
         metrics=metrics,
     )
@@ -151,6 +194,7 @@ def record_batch(
     ids: Sequence[Any] | None = None,
     idempotency_key: str | None = None,
     metrics: StreamMetrics | None = None,
+    kept: Kept | None = None,
 ) -> bool:
     """Record a scored batch under ``stream``; True if the store has it, never raises.
 
@@ -170,6 +214,7 @@ def record_batch(
             summary=summary,
             flagged=flagged_items(result, ids),
             idempotency_key=idempotency_key,
+            kept=kept,
         ),
         metrics=metrics,
     )

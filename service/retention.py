@@ -36,17 +36,24 @@ def expire_once(store: Store, settings: Settings, metrics: StreamMetrics | None 
             now=time.time(),
             retention=settings.retention,
             rollup_retention=settings.rollup_retention,
+            item_retention=settings.item_retention,
         )
         if metrics is not None:
             metrics.expired.labels("batches").inc(done.batches)
             metrics.expired.labels("rollups").inc(done.rollups)
+            metrics.expired.labels("items").inc(done.items)
     except Exception:
         log.exception("retention pass failed; retrying in %d s", settings.retention_interval)
         if metrics is not None:
             metrics.retention_errors.inc()
         return
-    if done.batches or done.rollups:
-        log.info("retention: deleted %d batches and %d rollups", done.batches, done.rollups)
+    if done.batches or done.rollups or done.items:
+        log.info(
+            "retention: deleted %d batches, %d rollups and %d kept items",
+            done.batches,
+            done.rollups,
+            done.items,
+        )
 
 
 async def retention_loop(

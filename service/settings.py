@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         validate_default=True,
         description="How long kept items (API.md section 9) are kept (a duration).",
     )
+    keep_row_max_classes: int = Field(
+        1024,
+        ge=0,
+        le=65536,
+        description="Kept items keep their K log-probabilities (multiclass) or probabilities "
+        "(multilabel) when K is at most this; above it a late label gives correctness but no "
+        "loss (API.md section 9).",
+    )
     retention_interval: int = Field(
         "5m",
         validate_default=True,

@@ -34,6 +34,7 @@ __all__ = [
     "calibration",
     "calibration_error",
     "optimal_temperature",
+    "uniform_bin_index",
 ]
 
 #: Temperatures are searched in [1 / BETA_MAX, 1 / BETA_MIN].
@@ -68,7 +69,8 @@ class BinStats:
         return out
 
 
-def _uniform_index(conf: F64, n_bins: int) -> npt.NDArray[np.intp]:
+def uniform_bin_index(conf: F64, n_bins: int) -> npt.NDArray[np.intp]:
+    """The uniform bin of each confidence: bin b holds (b / n, (b + 1) / n], bin 0 also 0."""
     return np.clip(np.ceil(conf * n_bins).astype(np.intp) - 1, 0, n_bins - 1)
 
 
@@ -83,7 +85,7 @@ def bin_stats(
     """Reliability-bin sums of top-label confidences and their correctness."""
     if strategy == "uniform":
         edges = np.linspace(0.0, 1.0, n_bins + 1)
-        idx = _uniform_index(confidence, n_bins)
+        idx = uniform_bin_index(confidence, n_bins)
     else:
         edges = (
             np.quantile(confidence, np.linspace(0.0, 1.0, n_bins + 1))

@@ -15,17 +15,19 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import anyio
+import numpy as np
+import numpy.typing as npt
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from service.api.views import BatchContext, sequences_view
-from service.convert import score_request, score_sequences_request
+from service.convert import audit_of, score_request, score_sequences_request
 from service.departure import CLIENT_CLOSED, ClientGone, Departure, watch_departure
 from service.http import Body, compute, dumps, header_length, json_response, read_body
 from service.metrics import Metrics
 from service.parsing import Parsed, parse_batch, parse_sequences
-from service.recording import record_batch, record_sequences
+from service.recording import kept_batch, kept_sequences, record_batch, record_sequences
 from service.schemas import BatchRequest, SequencesRequest
 from service.settings import Settings
 from service.slots import ScoringSlots
@@ -58,11 +60,14 @@ Extra = Callable[[Parsed[B], Batch, ScoreResult], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Scored(Generic[Q, R]):
-    """A parsed request, its result, and the view's extra fields."""
+    """A parsed request, its result, the view's extra fields, the checked batch (kept items
+    are built from it) and the audit draw (None without ``audit_rate``)."""
 
     request: Q
     result: R
     extra: dict[str, Any]
+    batch: Batch | None = None
+    audit: npt.NDArray[np.bool_] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,17 @@ async def _serve(
 def _record_batch(request: Request, scored: Scored[B, ScoreResult], m: Metrics) -> bool:
     req = scored.request
     assert req.stream is not None
+    settings: Settings = request.app.state.settings
+    kept = None
+    if req.keep_items and req.ids is not None and scored.batch is not None:
+        kept = kept_batch(
+            scored.batch,
+            scored.result,
+            req.ids,
+            audit=scored.audit,
+            audit_rate=req.audit_rate,
+            max_classes=settings.keep_row_max_classes,
+        )
     return record_batch(
         request.app.state.store,
         stream=req.stream,
@@ -180,6 +196,7 @@ def _record_batch(request: Request, scored: Scored[B, ScoreResult], m: Metrics) 
         ids=req.ids,
         idempotency_key=request.headers.get("Idempotency-Key"),
         metrics=m.streams,
+        kept=kept,
     )
 
 
@@ -203,11 +220,14 @@ async def run_batch(
         batch, result = score_request(parsed, settings)
         check("the calibration figures")
         more = extra(parsed, batch, result) if extra is not None else {}
-        return Scored(parsed.request, result, more)
+        req = parsed.request
+        audit = audit_of(req.audit_rate, req.audit_seed, result.n_items)
+        return Scored(req, result, more, batch, audit)
 
     def answer(scored: Scored[B, ScoreResult], recorded: bool | None) -> dict[str, Any]:
         req = scored.request
-        return view(BatchContext(req, req.ids, recorded, scored.extra), scored.result)
+        ctx = BatchContext(req, req.ids, recorded, scored.extra, scored.audit)
+        return view(ctx, scored.result)
 
     route: Route[B, ScoreResult] = Route(
         score=score,
@@ -224,7 +244,10 @@ def _score_sequences(
 ) -> Scored[SequencesRequest, SequenceResult]:
     parsed = parse_sequences(body, header_length=length, settings=settings)
     check("scoring")
-    return Scored(parsed.request, score_sequences_request(parsed, settings), {})
+    result = score_sequences_request(parsed, settings)
+    req = parsed.request
+    audit = audit_of(req.audit_rate, req.audit_seed, len(req.sequences))
+    return Scored(req, result, {}, None, audit)
 
 
 def _record_sequences(
@@ -233,6 +256,9 @@ def _record_sequences(
     req = scored.request
     assert req.stream is not None
     ids = [seq.id for seq in req.sequences]
+    kept = None
+    if req.keep_items and ids and all(i is not None for i in ids):
+        kept = kept_sequences(scored.result, ids, audit=scored.audit, audit_rate=req.audit_rate)
     return record_sequences(
         request.app.state.store,
         stream=req.stream,
@@ -240,6 +266,7 @@ def _record_sequences(
         ids=None if all(i is None for i in ids) else ids,
         idempotency_key=request.headers.get("Idempotency-Key"),
         metrics=m.streams,
+        kept=kept,
     )
 
 
@@ -248,6 +275,6 @@ SEQUENCES: Route[SequencesRequest, SequenceResult] = Route(
     score=_score_sequences,
     stream=lambda req: req.stream,
     record=_record_sequences,
-    answer=lambda s, recorded: sequences_view(s.request, s.result, recorded),
+    answer=lambda s, recorded: sequences_view(s.request, s.result, recorded, s.audit),
     count=lambda s: ("sequences", "sequences", len(s.request.sequences)),
 )

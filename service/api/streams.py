@@ -7,9 +7,12 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from service.durations import parse_duration
@@ -17,7 +20,9 @@ from service.schemas import STREAM_PATTERN
 from service.settings import Settings
 from service.store import InvalidCursor, Store, SumsTable
 from service.store.base import decode_cursor, encode_cursor
+from service.store.kept import LabelProblem
 from service.store.windows import plan, top_level
+from xentcore.feedback import LABEL_SUMS, label_figures_rows
 from xentcore.summary import BatchSummary, figures, figures_rows, reliability
 
 __all__ = ["parse_bucket", "parse_cursor", "parse_time", "router"]
@@ -177,6 +182,8 @@ def _read(request: Request, query: Callable[[Store], T]) -> T:
         return query(store)
     except InvalidCursor:
         raise _query_error("cursor", "not a cursor returned by this endpoint") from None
+    except LabelProblem:  # a late label that does not fit its item: the route's 422
+        raise
     except Exception:
         log.exception("monitoring store read failed")
         raise HTTPException(503, "monitoring store unavailable") from None
@@ -234,6 +241,28 @@ def _bucket_rows(sums: SumsTable, width: float) -> list[dict[str, Any]]:
         lo, hi = _bucket_bounds(k, width)
         out.append({"start": iso(lo), "end": iso(hi), **row})
     return out
+
+
+@dataclass(frozen=True)
+class LabelBlocks:
+    """The ``labeled`` and ``reviewed`` blocks of a summary's total and of each bucket."""
+
+    total: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+
+def label_blocks(labels: SumsTable, keys: npt.NDArray[np.int64]) -> LabelBlocks:
+    """The label figures (API.md section 9) of the buckets ``keys`` (in order; a bucket with
+    no label sums shows n = 0) and of their total."""
+    matrix = np.zeros((keys.shape[0], len(LABEL_SUMS)))
+    if len(labels):
+        at = np.searchsorted(keys, labels.keys)
+        found = (at < keys.shape[0]) & (keys[np.minimum(at, keys.shape[0] - 1)] == labels.keys)
+        matrix[at[found]] = labels.values[found]
+    total = (
+        labels.values.sum(axis=0, keepdims=True) if len(labels) else np.zeros((1, matrix.shape[1]))
+    )
+    return LabelBlocks(label_figures_rows(total)[0], label_figures_rows(matrix))
 
 
 def _bucket_count(start: float, end: float, width: float) -> int:
@@ -299,17 +328,21 @@ def stream_summary(
         start if start is not None else end, end, width, raw_horizon=now - settings.retention
     )
     sums = _read(request, lambda store: store.sums(stream, window.pieces, width))
+    labels = _read(request, lambda store: store.sums(stream, window.pieces, width, labels=True))
     total = sums.total()
+    feedback = label_blocks(labels, sums.keys)
     if width is None:
         first = window.since if t0 is not None or start is None else start
         buckets = [_bucket_row(first, window.until, total)] if len(sums) else []
     else:
         buckets = _bucket_rows(sums, width)
+    for row, blocks in zip(buckets, feedback.rows, strict=True):
+        row.update(blocks)
     return {
         "stream": stream,
         "since": None if t0 is None else iso(window.since),
         "until": iso(window.until),
-        "total": {**figures(total), "reliability": reliability(total)},
+        "total": {**figures(total), "reliability": reliability(total), **feedback.total},
         "buckets": buckets,
     }
 

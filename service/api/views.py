@@ -112,19 +112,36 @@ class BatchContext:
     ids: list[Any] | None
     recorded: bool | None
     extra: dict[str, Any]
+    audit: npt.NDArray[np.bool_] | None = None
 
 
 def _head(result: ScoreResult) -> dict[str, Any]:
     return {"task": result.task, "n_items": result.n_items, "n_classes": result.n_classes}
 
 
+def audit_block(audit: npt.NDArray[np.bool_], ids: Sequence[Any] | None) -> dict[str, Any]:
+    """``{"count", "indices", "ids"}`` of the items an audit draw marked (API.md section 9)."""
+    indices = np.flatnonzero(audit)
+    out: dict[str, Any] = {"count": int(indices.size), "indices": indices}
+    if ids is not None:
+        out["ids"] = [ids[i] for i in indices.tolist()]
+    return out
+
+
 def _tail(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
-    return {"warnings": result.warnings, "recorded": ctx.recorded}
+    out: dict[str, Any] = {"warnings": result.warnings, "recorded": ctx.recorded}
+    if ctx.audit is not None:
+        out["audit"] = audit_block(ctx.audit, ctx.ids)
+    return out
 
 
-def _with_ids(columns: dict[str, Any], ids: list[Any] | None) -> dict[str, Any]:
+def _with_ids(
+    columns: dict[str, Any], ids: list[Any] | None, audit: npt.NDArray[np.bool_] | None = None
+) -> dict[str, Any]:
     if ids is not None:
         columns["ids"] = ids
+    if audit is not None:
+        columns["audit"] = audit
     return columns
 
 
@@ -176,6 +193,7 @@ def score_view(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
                 "reasons": result.reasons,
             },
             ctx.ids,
+            ctx.audit,
         )
     return {**out, **_tail(ctx, result)}
 
@@ -183,7 +201,7 @@ def score_view(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
 def loss_view(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
     out = {**_head(result), "loss": _loss(result)}
     if ctx.request.per_item:
-        out["items"] = _with_ids({"loss": result.item_loss}, ctx.ids)
+        out["items"] = _with_ids({"loss": result.item_loss}, ctx.ids, ctx.audit)
     return {**out, **_tail(ctx, result)}
 
 
@@ -191,7 +209,9 @@ def confidence_view(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
     out = {**_head(result), "confidence": _confidence(result), "accuracy": result.accuracy}
     if ctx.request.per_item:
         out["items"] = _with_ids(
-            {"confidence": result.confidence, "predicted": _predicted(result)}, ctx.ids
+            {"confidence": result.confidence, "predicted": _predicted(result)},
+            ctx.ids,
+            ctx.audit,
         )
     return {**out, **_tail(ctx, result)}
 
@@ -234,8 +254,7 @@ def calibration_view(ctx: BatchContext, result: ScoreResult) -> dict[str, Any]:
         "n_items": result.n_items,
         "n_classes": result.n_classes,
         **ctx.extra,
-        "warnings": result.warnings,
-        "recorded": ctx.recorded,
+        **_tail(ctx, result),
     }
 
 
@@ -244,9 +263,13 @@ def _column(values: npt.NDArray[Any]) -> list[Any]:
 
 
 def sequences_view(
-    req: SequencesRequest, r: SequenceResult, recorded: bool | None
+    req: SequencesRequest,
+    r: SequenceResult,
+    recorded: bool | None,
+    audit: npt.NDArray[np.bool_] | None = None,
 ) -> dict[str, Any]:
-    """One object per sequence in request order, and the batch's token-weighted figures."""
+    """One object per sequence in request order, and the batch's token-weighted figures
+    (with ``audit_rate``: ``audit`` per sequence and the ``audit`` block)."""
     columns = zip(
         _column(r.n_tokens),
         _column(r.mean_logprob),
@@ -276,10 +299,16 @@ def sequences_view(
             "reasons": reasons,
         }
         rows.append(row)
-    return {
+    if audit is not None:
+        for row, marked in zip(rows, audit.tolist(), strict=True):
+            row["audit"] = marked
+    out: dict[str, Any] = {
         "sequences": rows,
         "nll": r.batch_nll,
         "perplexity": r.batch_perplexity,
         "warnings": r.warnings,
         "recorded": recorded,
     }
+    if audit is not None:
+        out["audit"] = audit_block(audit, [seq.id for seq in req.sequences])
+    return out

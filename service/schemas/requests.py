@@ -142,6 +142,19 @@ class BatchRequest(BaseModel):
     )
     per_item: bool = Field(True, description="Include the per-item `items` columns.")
     stream: StreamName | None = None
+    keep_items: bool = Field(
+        True,
+        description="With `stream` and `ids`: keep every item for late labels (API.md "
+        "section 9); false turns keeping off for this request.",
+    )
+    audit_rate: Unit | None = Field(
+        None,
+        description="Mark each item for review independently with this probability (needs "
+        "`stream` and `ids`); the answer lists them in `audit`.",
+    )
+    audit_seed: Int64 | None = Field(
+        None, description="Seed of the audit draw (the same seed draws the same items)."
+    )
 
 
 class LabelledBatchRequest(BatchRequest):
@@ -279,3 +292,14 @@ class SequencesRequest(BaseModel):
         None, description="Without this object `min_confidence` = `XENT_MIN_CONFIDENCE` alone."
     )
     stream: StreamName | None = None
+    keep_items: bool = Field(
+        True,
+        description="With `stream` and an `id` on every sequence: keep every sequence for "
+        "late verdicts (API.md section 9).",
+    )
+    audit_rate: Unit | None = Field(
+        None,
+        description="Mark each sequence for review with this probability (needs `stream` and "
+        "an `id` on every sequence).",
+    )
+    audit_seed: Int64 | None = Field(None, description="Seed of the audit draw.")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from xentcore.summary import BatchSummary
 
 if TYPE_CHECKING:
+    from service.store.kept import Kept, LabelCounts
     from service.store.payload import FlaggedItems
     from service.store.sums import StreamsTable, SumsTable
     from service.store.windows import Piece
@@ -86,6 +87,7 @@ class Expired:
 
     batches: int
     rollups: int
+    items: int = 0
     skipped: bool = False
 
 
@@ -134,8 +136,9 @@ class Store(Protocol):
         flagged: FlaggedItems | None = None,
         idempotency_key: str | None = None,
         at: float | None = None,
+        kept: Kept | None = None,
     ) -> bool:
-        """Write a batch, its flagged items and its rollups atomically.
+        """Write a batch, its flagged items, its kept items and its rollups atomically.
 
         True when written, False when the idempotency key was already recorded; raises on
         store errors.
@@ -150,9 +153,32 @@ class Store(Protocol):
         """The time of the stream's oldest retained batch, when it is before ``before``."""
         ...
 
-    def sums(self, stream: str, pieces: Sequence[Piece], width: float | None) -> SumsTable:
+    def sums(
+        self, stream: str, pieces: Sequence[Piece], width: float | None, *, labels: bool = False
+    ) -> SumsTable:
         """The sums of the window ``pieces`` (``service.store.windows``) per bucket
-        ``floor(start / width)`` (key 0 without a width); empty buckets are absent."""
+        ``floor(start / width)`` (key 0 without a width); empty buckets are absent. With
+        ``labels``, the label sums (``xentcore.feedback.LABEL_SUMS``) instead."""
+        ...
+
+    def label(self, stream: str, ids: Sequence[Any], labels: Sequence[Any]) -> LabelCounts:
+        """Apply late labels to the newest kept item of each id, all or nothing; raises
+        ``LabelProblem`` (nothing written) for a label of the wrong form for its item."""
+        ...
+
+    def items(
+        self,
+        stream: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        audit: bool | None = None,
+        labeled: bool | None = None,
+        flagged: bool | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Kept items, newest first, filtered, and the next page's cursor."""
         ...
 
     def streams(self) -> StreamsTable:
@@ -175,7 +201,14 @@ class Store(Protocol):
         """
         ...
 
-    def expire(self, *, now: float, retention: float, rollup_retention: float) -> Expired:
-        """Delete raw rows older than ``retention`` and rollups older than
-        ``rollup_retention`` seconds, in bounded chunks."""
+    def expire(
+        self,
+        *,
+        now: float,
+        retention: float,
+        rollup_retention: float,
+        item_retention: float | None = None,
+    ) -> Expired:
+        """Delete raw rows older than ``retention``, rollups older than ``rollup_retention``
+        and kept items older than ``item_retention`` seconds, in bounded chunks."""
         ...

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from service.store.base import (
     Expired,
@@ -14,6 +15,7 @@ from service.store.base import (
     StoreUnavailable,
     decode_cursor,
 )
+from service.store.kept import Kept, LabelCounts
 from service.store.payload import FlaggedItems
 from service.store.sums import StreamsTable, SumsTable
 from service.store.windows import Piece
@@ -80,6 +82,7 @@ class ReconnectingStore:
         flagged: FlaggedItems | None = None,
         idempotency_key: str | None = None,
         at: float | None = None,
+        kept: Kept | None = None,
     ) -> bool:
         return self.current().record(
             stream=stream,
@@ -88,6 +91,7 @@ class ReconnectingStore:
             flagged=flagged,
             idempotency_key=idempotency_key,
             at=at,
+            kept=kept,
         )
 
     def has_stream(self, stream: str) -> bool:
@@ -96,8 +100,38 @@ class ReconnectingStore:
     def first_time(self, stream: str, before: float) -> float | None:
         return self.current().first_time(stream, before)
 
-    def sums(self, stream: str, pieces: Sequence[Piece], width: float | None) -> SumsTable:
-        return self.current().sums(stream, pieces, width)
+    def sums(
+        self, stream: str, pieces: Sequence[Piece], width: float | None, *, labels: bool = False
+    ) -> SumsTable:
+        return self.current().sums(stream, pieces, width, labels=labels)
+
+    def label(self, stream: str, ids: Sequence[Any], labels: Sequence[Any]) -> LabelCounts:
+        return self.current().label(stream, ids, labels)
+
+    def items(
+        self,
+        stream: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        audit: bool | None = None,
+        labeled: bool | None = None,
+        flagged: bool | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        if cursor is not None:
+            decode_cursor(cursor)  # a bad cursor is the client's 422, even with the store down
+        return self.current().items(
+            stream,
+            since=since,
+            until=until,
+            audit=audit,
+            labeled=labeled,
+            flagged=flagged,
+            limit=limit,
+            cursor=cursor,
+        )
 
     def streams(self) -> StreamsTable:
         return self.current().streams()
@@ -114,7 +148,17 @@ class ReconnectingStore:
             decode_cursor(cursor)  # a bad cursor is the client's 422, even with the store down
         return self.current().flagged(stream, since=since, limit=limit, cursor=cursor)
 
-    def expire(self, *, now: float, retention: float, rollup_retention: float) -> Expired:
+    def expire(
+        self,
+        *,
+        now: float,
+        retention: float,
+        rollup_retention: float,
+        item_retention: float | None = None,
+    ) -> Expired:
         return self.current().expire(
-            now=now, retention=retention, rollup_retention=rollup_retention
+            now=now,
+            retention=retention,
+            rollup_retention=rollup_retention,
+            item_retention=item_retention,
         )

@@ -13,6 +13,17 @@ revision creates, and the store's queries are written against them.
   lifetime totals. Every recorded batch adds itself to its four rows in the transaction that
   writes it (an additive UPSERT), so rollups equal the sums of the raw rows they cover.
 - ``xent_health``: one row that ``/readyz`` rewrites, proving the store can still write.
+- ``xent_kept`` (schema version 4): the kept items of a batch recorded with ids (API.md section 9),
+  one columnar row per batch (``service.store.kept``), for ``XENT_ITEM_RETENTION``: ids,
+  predictions, confidences, flags, audit state, the batch's labels and the kept rows;
+  ``xent_item_keys`` finds the batch and position of an item by (stream, id), one small row per
+  item written with one statement; ``xent_item_labels`` holds the late labels (and their
+  outcome), one row per labelled item.
+- ``xent_label_batches`` / ``xent_label_rollups``: the label sums (``xentcore.feedback.LABEL_SUMS``)
+  of each batch and of each stream, task and aligned period, as ``xent_batches`` / ``xent_rollups``
+  hold the batch sums; labels sent with a batch add to them when it is recorded, late labels
+  (with their replacements' differences) when they arrive, in the bucket where the item was
+  scored.
 - ``xent_schema_version``: the schema version, kept so that a release that predates Alembic
   (version 1) refuses a newer store instead of writing to it.
 """
@@ -21,6 +32,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from xentcore.feedback import LABEL_SCALARS, LABEL_SUMS
 from xentcore.summary import N_BINS
 
 __all__ = [
@@ -32,13 +44,18 @@ __all__ = [
     "batches",
     "flagged",
     "health",
+    "item_keys",
+    "item_labels",
+    "kept",
+    "label_batches",
+    "label_rollups",
     "metadata",
     "rollups",
     "schema_version",
 ]
 
-#: The schema version this code writes (``xent_schema_version``; Alembic revision ``0003``).
-SCHEMA_VERSION = 3
+#: The schema version this code writes (``xent_schema_version``; Alembic revision ``0004``).
+SCHEMA_VERSION = 4
 #: Rollup periods in seconds, coarsest first (``level`` 0 = lifetime totals).
 LEVELS = (86400, 3600, 60)
 #: Integer sums of a BatchSummary, by column name (= field name).
@@ -79,6 +96,25 @@ def sum_columns() -> list[sa.Column[object]]:
             server_default=sa.text("0"),
         )
         for name in SUM_COLUMNS
+    ]
+
+
+#: Label sums that count items (integers); the others are float sums.
+_LABEL_COUNTS = frozenset(
+    (*(n for n in LABEL_SCALARS if n != "lab_loss_sum"), *(n for n in LABEL_SUMS if "bin_n" in n))
+)
+
+
+def label_columns() -> list[sa.Column[object]]:
+    """Fresh Column objects for every label sum (``xentcore.feedback.LABEL_SUMS``)."""
+    return [
+        sa.Column(
+            name,
+            sa.BigInteger if name in _LABEL_COUNTS else sa.Float(53),
+            nullable=False,
+            server_default=sa.text("0"),
+        )
+        for name in LABEL_SUMS
     ]
 
 
@@ -135,4 +171,62 @@ health = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("at", sa.Float(53), nullable=False),
+)
+kept = sa.Table(
+    "xent_kept",
+    metadata,
+    sa.Column("batch_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("stream", sa.String(128), nullable=False),
+    sa.Column("time", sa.Float(53), nullable=False),
+    sa.Column("task", sa.String(16), nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Index("xent_kept_stream_batch", "stream", "batch_id"),
+    sa.Index("xent_kept_time", "time"),
+)
+item_keys = sa.Table(
+    "xent_item_keys",
+    metadata,
+    sa.Column("stream", sa.String(128), nullable=False),
+    sa.Column("item_id", sa.Text, nullable=False),
+    sa.Column("batch_id", sa.BigInteger, nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("stream", "item_id", "batch_id", "idx", name="xent_item_keys_pk"),
+    sa.Index("xent_item_keys_batch", "batch_id"),
+    sqlite_with_rowid=False,
+)
+item_labels = sa.Table(
+    "xent_item_labels",
+    metadata,
+    sa.Column("batch_id", sa.BigInteger, nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("label", sa.BigInteger, nullable=True),
+    sa.Column("label_set", sa.LargeBinary, nullable=True),
+    sa.Column("loss", sa.Float(53), nullable=True),
+    sa.Column("correct", sa.SmallInteger, nullable=False),
+    sa.PrimaryKeyConstraint("batch_id", "idx", name="xent_item_labels_pk"),
+    sqlite_with_rowid=False,
+)
+label_batches = sa.Table(
+    "xent_label_batches",
+    metadata,
+    sa.Column("batch_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("stream", sa.String(128), nullable=False),
+    sa.Column("time", sa.Float(53), nullable=False),
+    sa.Column("task", sa.String(16), nullable=False),
+    *label_columns(),
+    sa.Index("xent_label_batches_stream_time", "stream", "time"),
+    sa.Index("xent_label_batches_time", "time"),
+)
+label_rollups = sa.Table(
+    "xent_label_rollups",
+    metadata,
+    sa.Column("stream", sa.String(128), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("start", sa.BigInteger, nullable=False),
+    sa.Column("task", sa.String(16), nullable=False),
+    *label_columns(),
+    sa.PrimaryKeyConstraint("stream", "level", "start", "task", name="xent_label_rollups_pk"),
+    sa.Index("xent_label_rollups_level_start", "level", "start"),
+    sqlite_with_rowid=False,
 )

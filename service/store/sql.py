@@ -35,6 +35,14 @@ from service.store.base import (
     decode_cursor,
     encode_cursor,
 )
+from service.store.kept import (
+    Kept,
+    LabelCounts,
+    apply_labels,
+    expire_items,
+    items_page,
+    write_kept,
+)
 from service.store.migrate import upgrade
 from service.store.payload import FlaggedItems, decode, encode
 from service.store.schema import (
@@ -45,11 +53,14 @@ from service.store.schema import (
     batches,
     flagged,
     health,
+    label_batches,
+    label_rollups,
     rollups,
 )
 from service.store.sums import StreamsTable, SumsTable, group_rows
 from service.store.watchdog import Watchdog
 from service.store.windows import Piece
+from xentcore.feedback import LABEL_SUMS
 from xentcore.summary import BatchSummary
 
 __all__ = ["SqlStore", "engine_for"]
@@ -181,7 +192,7 @@ class SqlStore:
         upgrade(engine)
         self._dialect = engine.dialect.name
         self._upsert = _rollup_upsert(self._dialect)
-        self._window_queries: dict[tuple[tuple[str, ...], bool], Any] = {}
+        self._window_queries: dict[tuple[tuple[str, ...], bool, bool], Any] = {}
         #: id(query) -> (query, its SQL for the driver, its constant parameters): PostgreSQL
         #: reads of many numbers (:meth:`_fetch`); the query is kept so its id stays its own.
         self._compiled: dict[int, tuple[Any, str, dict[str, Any]]] = {}
@@ -241,8 +252,10 @@ class SqlStore:
         flagged: FlaggedItems | None = None,
         idempotency_key: str | None = None,
         at: float | None = None,
+        kept: Kept | None = None,
     ) -> bool:
-        """Write one batch, its flagged items and its rollups in one transaction.
+        """Write one batch, its flagged items, its kept items (with the label sums of those
+        labelled in it) and its rollups in one transaction.
 
         Returns True when written, False when ``idempotency_key`` was already recorded for this
         stream (a retried batch counts once). Raises on store errors (the caller counts them).
@@ -275,6 +288,8 @@ class SqlStore:
                             "payload": encode(flagged),
                         },
                     )
+                if kept is not None:
+                    write_kept(conn, stream=stream, batch_id=int(inserted[0]), time=now, item=kept)
                 conn.execute(self._upsert, _rollup_rows(stream, task, now, values))
         except sa.exc.IntegrityError:
             if idempotency_key is None or not self._has_key(stream, idempotency_key):
@@ -334,15 +349,19 @@ class SqlStore:
             found = conn.execute(q).scalar()
         return None if found is None or found >= before else float(found)
 
-    def sums(self, stream: str, pieces: Sequence[Piece], width: float | None) -> SumsTable:
-        """The sums of ``pieces`` per bucket ``floor(start / width)`` (0 without a width).
+    def sums(
+        self, stream: str, pieces: Sequence[Piece], width: float | None, *, labels: bool = False
+    ) -> SumsTable:
+        """The sums of ``pieces`` per bucket ``floor(start / width)`` (0 without a width): the
+        batch sums (``SUM_COLUMNS``), or with ``labels`` the label sums (``LABEL_SUMS``, from
+        ``xent_label_batches`` / ``xent_label_rollups``).
 
         One query (a UNION ALL of one aggregate per piece, its statement built once per shape
         and cached); rows of one bucket from several pieces or tasks are added in numpy.
         """
         if not pieces:
-            return group_rows([])
-        shape = (tuple(_kind(p, width) for p in pieces), width is None)
+            return group_rows([], len(LABEL_SUMS) if labels else None)
+        shape = (tuple(_kind(p, width) for p in pieces), width is None, labels)
         query = self._window_queries.get(shape)
         if query is None:
             query = self._window_query(*shape)
@@ -359,7 +378,7 @@ class SqlStore:
             params["iwidth"] = int(width)
         with self._connection() as conn:
             rows = self._fetch(conn, query, params)
-        return group_rows(rows)
+        return group_rows(rows, len(LABEL_SUMS) if labels else None)
 
     def _fetch(self, conn: Connection, query: Any, params: dict[str, Any]) -> list[Any]:
         """The rows of a read of many numbers (``query`` built once and reused).
@@ -389,11 +408,11 @@ class SqlStore:
             conn.invalidate()
             raise
 
-    def _window_query(self, kinds: tuple[str, ...], no_width: bool) -> Any:
-        selects = [self._piece_select(i, kind, no_width) for i, kind in enumerate(kinds)]
+    def _window_query(self, kinds: tuple[str, ...], no_width: bool, labels: bool) -> Any:
+        selects = [self._piece_select(i, kind, no_width, labels) for i, kind in enumerate(kinds)]
         return selects[0] if len(selects) == 1 else _union_all(selects)
 
-    def _piece_select(self, i: int, kind: str, no_width: bool) -> Any:
+    def _piece_select(self, i: int, kind: str, no_width: bool, labels: bool = False) -> Any:
         """Piece ``i``'s aggregate: ``k`` (bucket), ``n_batches`` and every summed column, with
         bound parameters ``stream``, ``lo{i}``, ``hi{i}`` (``level{i}``) and ``width``.
 
@@ -404,8 +423,11 @@ class SqlStore:
         n: Any
         lo: Any = sa.bindparam(f"lo{i}")
         hi: Any = sa.bindparam(f"hi{i}")
+        columns = LABEL_SUMS if labels else SUM_COLUMNS
+        raw_table = label_batches if labels else batches
+        rollup_table = label_rollups if labels else rollups
         if raw:
-            table, n = batches, sa.func.count()
+            table, n = raw_table, sa.func.count()
             where = [
                 table.c.stream == sa.bindparam("stream"),
                 table.c.time >= lo,
@@ -413,7 +435,8 @@ class SqlStore:
             ]
             key = None if no_width else self._floor_div(table.c.time, sa.bindparam("width"))
         else:
-            table, n = rollups, sa.func.sum(rollups.c.n_batches)
+            table = rollup_table
+            n = sa.func.count() if labels else sa.func.sum(rollups.c.n_batches)
             where = [
                 table.c.stream == sa.bindparam("stream"),
                 table.c.level == sa.bindparam(f"level{i}"),
@@ -423,19 +446,20 @@ class SqlStore:
             key = None if no_width else table.c.start // sa.bindparam("iwidth", type_=sa.BigInteger)
         if kind == "rows":  # only with a width, so there is a key
             assert key is not None
-            plain = [table.c[name] for name in SUM_COLUMNS]
-            return sa.select(key, table.c.n_batches, *plain).where(*where)
+            plain = [table.c[name] for name in columns]
+            count = sa.literal_column("1") if labels else table.c.n_batches
+            return sa.select(key, count, *plain).where(*where)
         # as float8: PostgreSQL sums bigints as numeric (Python Decimal, slow to convert); counts
         # stay exact below 2**53
         zero: Any = sa.literal_column("0")
         sums = [
             sa.cast(sa.func.coalesce(sa.func.sum(table.c[name]), zero), sa.Float(53))
-            for name in SUM_COLUMNS
+            for name in columns
         ]
-        count = sa.cast(sa.func.coalesce(n, zero), sa.Float(53))
+        n_rows = sa.cast(sa.func.coalesce(n, zero), sa.Float(53))
         if key is None:
-            return sa.select(sa.literal_column("0"), count, *sums).where(*where)
-        return sa.select(key, count, *sums).where(*where).group_by(key)
+            return sa.select(sa.literal_column("0"), n_rows, *sums).where(*where)
+        return sa.select(key, n_rows, *sums).where(*where).group_by(key)
 
     def _floor_div(self, column: Any, width: Any) -> Any:
         """floor(column / width) as an integer (SQLite: CAST truncates; times are positive)."""
@@ -548,6 +572,43 @@ class SqlStore:
         with self._connection() as conn:
             return conn.execute(q.limit(1)).first() is not None
 
+    # -- feedback (API.md section 9) --------------------------------------------------------
+
+    def label(self, stream: str, ids: Sequence[Any], labels: Sequence[Any]) -> LabelCounts:
+        """Apply late labels to the stream's newest kept item of each id, all or nothing
+        (:func:`service.store.kept.apply_labels`; ``LabelProblem`` writes nothing)."""
+        with self._tx() as conn:
+            return apply_labels(conn, stream=stream, ids=ids, labels=labels)
+
+    def items(
+        self,
+        stream: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        audit: bool | None = None,
+        labeled: bool | None = None,
+        flagged: bool | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Kept items of ``stream``, newest first, filtered, and the cursor of the next page
+        (:class:`InvalidCursor` for a cursor not made here)."""
+        at = decode_cursor(cursor) if cursor is not None else None
+        with self._connection() as conn:
+            rows, last = items_page(
+                conn,
+                stream=stream,
+                since=since,
+                until=until,
+                audit=audit,
+                labeled=labeled,
+                flagged=flagged,
+                limit=limit,
+                at=(at[0], at[1]) if at is not None else None,
+            )
+        return rows, None if last is None else encode_cursor(*last)
+
     # -- retention ------------------------------------------------------------------------
 
     def expire(
@@ -556,11 +617,13 @@ class SqlStore:
         now: float,
         retention: float,
         rollup_retention: float,
+        item_retention: float | None = None,
         chunk: int = 1000,
         pause: float = 0.01,
     ) -> Expired:
-        """Delete raw batch rows (and their flagged items) older than ``retention`` seconds and
-        rollups whose period ended more than ``rollup_retention`` seconds ago.
+        """Delete raw batch rows (their flagged items and label sums) older than ``retention``
+        seconds, rollups (and label rollups) whose period ended more than ``rollup_retention``
+        seconds ago, and kept items older than ``item_retention`` (default ``retention``).
 
         Deletes in transactions of at most ``chunk`` batches or ``chunk`` periods of one
         stream and level, sleeping ``pause`` between them, so writers wait at most one chunk.
@@ -572,9 +635,24 @@ class SqlStore:
             try:
                 n_batches = self._expire_batches(now - retention, chunk, pause)
                 n_rollups = self._expire_rollups(now - rollup_retention, chunk, pause)
+                n_rollups += self._expire_rollups(
+                    now - rollup_retention, chunk, pause, table=label_rollups
+                )
+                keep = retention if item_retention is None else item_retention
+                n_items = self._expire_items(now - keep, chunk, pause)
             finally:
                 self._unlock(lock_conn)
-        return Expired(n_batches, n_rollups)
+        return Expired(n_batches, n_rollups, n_items)
+
+    def _expire_items(self, cutoff: float, chunk: int, pause: float) -> int:
+        deleted = 0
+        while True:
+            with self._tx() as conn:
+                n, more = expire_items(conn, cutoff, chunk)
+            deleted += n
+            if not more:
+                return deleted
+            time.sleep(pause)
 
     def _try_lock(self, conn: Connection) -> bool:
         if self._dialect != "postgresql":
@@ -604,13 +682,16 @@ class SqlStore:
                 )
                 if ids:
                     conn.execute(flagged.delete().where(flagged.c.batch_id.in_(ids)))
+                    conn.execute(label_batches.delete().where(label_batches.c.batch_id.in_(ids)))
                     conn.execute(batches.delete().where(batches.c.id.in_(ids)))
             deleted += len(ids)
             if len(ids) < chunk:
                 return deleted
             time.sleep(pause)
 
-    def _expire_rollups(self, cutoff: float, chunk: int, pause: float) -> int:
+    def _expire_rollups(
+        self, cutoff: float, chunk: int, pause: float, *, table: sa.Table = rollups
+    ) -> int:
         """Delete rollups whose period ended before ``cutoff``, level by level in chunks of
         about ``chunk`` rows (found through the ``(level, start)`` index, whatever the number
         of streams), then the lifetime totals of streams with nothing newer."""
@@ -618,38 +699,50 @@ class SqlStore:
         for level in LEVELS:
             end = math.floor(cutoff / level) * level - level  # start + level <= cutoff
             while True:
-                n, more = self._expire_chunk(level, end, chunk)
+                n, more = self._expire_chunk(level, end, chunk, table)
                 deleted += n
                 if not more:
                     break
                 time.sleep(pause)
+        if table is not rollups:  # label rollups: lifetime totals stay while the stream does
+            with self._tx() as conn:
+                gone = conn.execute(
+                    table.delete().where(
+                        table.c.level == 0,
+                        ~sa.exists().where(
+                            rollups.c.stream == table.c.stream, rollups.c.level == 0
+                        ),
+                    )
+                ).rowcount
+            return deleted + int(gone)
         with self._tx() as conn:
-            gone: int = conn.execute(
+            gone = conn.execute(
                 rollups.delete().where(rollups.c.level == 0, rollups.c.time_max < cutoff)
             ).rowcount
-        return deleted + gone
+        return deleted + int(gone)
 
-    def _expire_chunk(self, level: int, end: int, chunk: int) -> tuple[int, bool]:
-        """Delete the oldest ``level`` rollups with start <= end, about ``chunk`` of them (all
-        rows of the boundary start go together); returns (deleted, more left)."""
-        level_rows = (rollups.c.level == level, rollups.c.start <= end)
+    def _expire_chunk(self, level: int, end: int, chunk: int, table: sa.Table) -> tuple[int, bool]:
+        """Delete the oldest ``level`` rows of ``table`` (rollups or label rollups) with start
+        <= end, about ``chunk`` of them (all rows of the boundary start go together); returns
+        (deleted, more left)."""
+        level_rows = (table.c.level == level, table.c.start <= end)
         with self._tx() as conn:
             bound = conn.execute(
-                sa.select(rollups.c.start)
+                sa.select(table.c.start)
                 .where(*level_rows)
-                .order_by(rollups.c.start)
+                .order_by(table.c.start)
                 .offset(chunk)
                 .limit(1)
             ).scalar()
             if bound is None:
-                gone = conn.execute(rollups.delete().where(*level_rows)).rowcount
+                gone: int = conn.execute(table.delete().where(*level_rows)).rowcount
                 return gone, False
             gone = conn.execute(
-                rollups.delete().where(rollups.c.level == level, rollups.c.start < bound)
+                table.delete().where(table.c.level == level, table.c.start < bound)
             ).rowcount
             if gone == 0:  # more than `chunk` rows share the oldest start: take that start whole
                 gone = conn.execute(
-                    rollups.delete().where(rollups.c.level == level, rollups.c.start == bound)
+                    table.delete().where(table.c.level == level, table.c.start == bound)
                 ).rowcount
             return gone, True
 

@@ -66,13 +66,12 @@ class StreamsTable:
     sums: SumsTable
 
 
-def group_rows(rows: Sequence[Sequence[float]]) -> SumsTable:
+def group_rows(rows: Sequence[Sequence[float]], width: int | None = None) -> SumsTable:
     """Rows of ``(key, n_batches, *sums)`` (several per key possible) added per key; rows with
-    no batch are dropped."""
+    no batch are dropped. ``width``: the number of sums (default: ``SUM_COLUMNS``)."""
     if not rows:
-        return SumsTable(
-            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(SUM_COLUMNS)))
-        )
+        n = len(SUM_COLUMNS) if width is None else width
+        return SumsTable(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, n)))
     data = np.asarray(rows, dtype=np.float64)
     data = data[data[:, 1] > 0]
     keys, inverse = np.unique(data[:, 0].astype(np.int64), return_inverse=True)

@@ -35,6 +35,15 @@ def store(url: str) -> Iterator[SqlStore]:
     s = SqlStore.from_url(url)
     yield s
     with s.engine.begin() as conn:
-        for table in ("xent_flagged", "xent_batches", "xent_rollups"):
+        for table in (
+            "xent_flagged",
+            "xent_batches",
+            "xent_rollups",
+            "xent_kept",
+            "xent_item_keys",
+            "xent_item_labels",
+            "xent_label_batches",
+            "xent_label_rollups",
+        ):
             conn.execute(sa.text(f"DELETE FROM {table}"))
     s.close()
