@@ -19,6 +19,11 @@ class *indices* in [0, K). String labels, 2-D targets and soft (fractional) bina
 sent as they are. So ``score(model.predict_proba(X), y, class_names=model.classes_)`` scores
 ``y`` by value, whatever the classes are.
 
+The feedback loop of a stream (API.md section 9): score with ``stream=``, ``ids=`` and
+``audit_rate=`` (``r.audit`` lists the items drawn for review), list the review queue with
+``items(stream, audit=True, labeled=False)`` (newest first; pass ``next_cursor`` as ``cursor=``
+for the next page) and send the verdicts with ``label(stream, ids, labels)``.
+
 Inside: ``encoding`` makes request bodies, ``endpoints`` builds every request once (path, body,
 headers, response model), ``clients`` sends them, blocking or awaited.
 
@@ -26,6 +31,8 @@ headers, response model), ``clients`` sends them, blocking or awaited.
 >>> with Client("http://127.0.0.1:8000", api_key="...") as xent:  # doctest: +SKIP
 ...     r = xent.score(probabilities, labels, ids=ids, flag={"min_confidence": 0.6})
 ...     r.loss.mean, r.flagged.ids
+...     queue = xent.items("fraud", audit=True, labeled=False, limit=50)
+...     xent.label("fraud", [it.id for it in queue.items], verdicts)
 """
 
 from service.client.clients import AsyncClient, Client

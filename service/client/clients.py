@@ -108,9 +108,16 @@ class Client(_Base[httpx.Client]):
         return httpx.Client(base_url=self.base_url, timeout=timeout)
 
     def _send(self, request: Request[R]) -> R:
-        """Post ``request`` and read its answer (:class:`XentError` for an error answer)."""
-        content = _pieces(request.parts)
-        response = self.http.post(request.path, content=content, headers=request.headers)
+        """Send ``request`` (its method, path, body pieces, query params and headers) and read
+        its answer (:class:`XentError` for an error answer)."""
+        content = _pieces(request.parts) if request.parts else None
+        response = self.http.request(
+            request.method,
+            request.path,
+            content=content,
+            params=request.params,
+            headers=request.headers,
+        )
         return request.answer(response)
 
     score = _blocking(endpoints.score)
@@ -119,6 +126,8 @@ class Client(_Base[httpx.Client]):
     flag = _blocking(endpoints.flag)
     calibration = _blocking(endpoints.calibration)
     score_sequences = _blocking(endpoints.score_sequences)
+    label = _blocking(endpoints.label)
+    items = _blocking(endpoints.items)
 
     def close(self) -> None:
         self.http.close()
@@ -137,9 +146,16 @@ class AsyncClient(_Base[httpx.AsyncClient]):
         return httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
 
     async def _send(self, request: Request[R]) -> R:
-        """Post ``request`` and read its answer (:class:`XentError` for an error answer)."""
-        content = _async_pieces(request.parts)
-        response = await self.http.post(request.path, content=content, headers=request.headers)
+        """Send ``request`` (its method, path, body pieces, query params and headers) and read
+        its answer (:class:`XentError` for an error answer)."""
+        content = _async_pieces(request.parts) if request.parts else None
+        response = await self.http.request(
+            request.method,
+            request.path,
+            content=content,
+            params=request.params,
+            headers=request.headers,
+        )
         return request.answer(response)
 
     score = _awaiting(endpoints.score)
@@ -148,6 +164,8 @@ class AsyncClient(_Base[httpx.AsyncClient]):
     flag = _awaiting(endpoints.flag)
     calibration = _awaiting(endpoints.calibration)
     score_sequences = _awaiting(endpoints.score_sequences)
+    label = _awaiting(endpoints.label)
+    items = _awaiting(endpoints.items)
 
     async def aclose(self) -> None:
         await self.http.aclose()

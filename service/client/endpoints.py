@@ -1,8 +1,9 @@
 """Every request of the HTTP API, built in one place for both clients.
 
 A builder here takes the client (its headers and ``binary_threshold``: a :class:`Target`) and
-the arguments of the public method of the same name, and returns a :class:`Request`: the path,
-the body in pieces, the headers and the response model. ``Client`` sends it with httpx's
+the arguments of the public method of the same name, and returns a :class:`Request`: the method
+and path, the body in pieces (none for a GET, which has query ``params`` instead), the headers
+and the response model. ``Client`` sends it with httpx's
 blocking client, ``AsyncClient`` awaits it; their methods are these builders
 (``service.client.clients``), so the two clients cannot drift apart. Adding an endpoint is one
 builder here and one line in each client.
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -22,6 +25,8 @@ from service.schemas import (
     CalibrationResponse,
     ConfidenceResponse,
     FlagResponse,
+    ItemsResponse,
+    LabelsResponse,
     LossResponse,
     ScoreResponse,
     SequencesResponse,
@@ -34,6 +39,8 @@ __all__ = [
     "calibration",
     "confidence",
     "flag",
+    "items",
+    "label",
     "loss",
     "score",
     "score_sequences",
@@ -66,14 +73,17 @@ def _describe(detail: Any) -> str:
 
 @dataclass(frozen=True)
 class Request(Generic[R]):
-    """``POST path``: the body as ``parts`` (JSON, then any binary tensors in pieces of at most
-    ``PIECE_BYTES``; the body is their concatenation), the ``headers`` (authorization first),
-    and the ``model`` a success answer is read into."""
+    """``method path``: the body as ``parts`` (JSON, then any binary tensors in pieces of at most
+    ``PIECE_BYTES``; the body is their concatenation; empty for a GET), the ``headers``
+    (authorization first), the ``model`` a success answer is read into, and the query
+    ``params`` (None: no query string)."""
 
     path: str
     parts: list[bytes | memoryview]
     headers: dict[str, str]
     model: type[R]
+    method: str = "POST"
+    params: dict[str, str] | None = None
 
     def answer(self, response: httpx.Response) -> R:
         """The typed answer; a status of 400 or more raises :class:`XentError` with the answer's
@@ -201,9 +211,88 @@ def score_sequences(
     *,
     flag: Mapping[str, Any] | None = None,
     stream: str | None = None,
+    keep_items: bool = True,
+    audit_rate: float | None = None,
+    audit_seed: int | None = None,
 ) -> Request[SequencesResponse]:
     """``POST /v1/sequences/score``; a sequence is an array of token log-probs or a dict
-    (``{"id", "token_logprobs"}`` or ``{"id", "logprobs": <OpenAI logprobs>}``)."""
-    fields = {"sequences": sequences_field(sequences), "flag": flag, "stream": stream}
+    (``{"id", "token_logprobs"}`` or ``{"id", "logprobs": <OpenAI logprobs>}``).
+
+    With ``stream`` and an id on every sequence, the sequences are kept for late verdicts
+    (:func:`label`) unless ``keep_items`` is false; ``audit_rate`` marks each one for review
+    with that probability (``audit_seed``: a reproducible draw), and the answer then has
+    ``audit`` (and ``audit`` on each sequence)."""
+    fields = {
+        "sequences": sequences_field(sequences),
+        "flag": flag,
+        "stream": stream,
+        "keep_items": None if keep_items else False,  # the server's default is true
+        "audit_rate": audit_rate,
+        "audit_seed": audit_seed,
+    }
     body = encode_parts(fields, None)  # no tensor fields: always JSON
     return _request(client, "/v1/sequences/score", SequencesResponse, body)
+
+
+def _stream_path(stream: str, tail: str) -> str:
+    """``/v1/streams/<stream>/<tail>`` with the name quoted (every character not unreserved)."""
+    return f"/v1/streams/{quote(stream, safe='')}/{tail}"
+
+
+def label(
+    client: Target,
+    /,
+    stream: str,
+    ids: Any,
+    labels: Any,
+) -> Request[LabelsResponse]:
+    """``POST /v1/streams/{stream}/labels``: late labels for kept items, matched by id.
+
+    Each label applies to the newest kept item of ``stream`` with that id, all or nothing: a
+    label of the wrong form raises :class:`XentError` 422 at ``labels[i]`` and applies none;
+    a stream never recorded is a 404. ``labels`` take the forms of the stream's task (class
+    index or name, 0/1, a multilabel row; a sequence's verdict 1 = acceptable, 0 = wrong).
+    Ids never kept are not an error: they are counted in ``unknown``. ``ids`` and ``labels``
+    are lists or arrays (numpy, pandas) of the same length."""
+    body = encode_parts({"ids": ids, "labels": labels}, None)  # always JSON
+    return _request(client, _stream_path(stream, "labels"), LabelsResponse, body)
+
+
+def _when(value: str | datetime) -> str:
+    """A time for ``since`` / ``until``: a string as it is, a datetime as ISO 8601 (a naive
+    one taken as UTC)."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return value
+
+
+def items(
+    client: Target,
+    /,
+    stream: str,
+    *,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    audit: bool | None = None,
+    labeled: bool | None = None,
+    flagged: bool | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Request[ItemsResponse]:
+    """``GET /v1/streams/{stream}/items``: kept items, newest first, and ``next_cursor``.
+
+    A filter left as None is not applied; the review queue is ``audit=True, labeled=False``.
+    ``since`` (inclusive) / ``until`` (exclusive) bound the time the items were scored: ISO
+    8601 strings (no offset: UTC) or datetimes (naive: UTC). Pass the answer's
+    ``next_cursor`` as ``cursor`` for the next page (None: that was the last)."""
+    params: dict[str, str] = {"limit": str(limit)}
+    for name, when in (("since", since), ("until", until)):
+        if when is not None:
+            params[name] = _when(when)
+    for name, flag in (("audit", audit), ("labeled", labeled), ("flagged", flagged)):
+        if flag is not None:
+            params[name] = "true" if flag else "false"
+    if cursor is not None:
+        params["cursor"] = cursor
+    path = _stream_path(stream, "items")
+    return Request(path, [], dict(client.headers), ItemsResponse, method="GET", params=params)

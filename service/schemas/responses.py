@@ -2,6 +2,10 @@
 
 The routes serialize plain dicts with orjson (fast, NaN -> null); the tests check every answer
 against these models. ``Reason`` and ``ConfidenceMethod`` come from ``xentcore.types``.
+
+Optional fields default to None and the server omits them when they do not apply (``audit``
+without ``audit_rate``, ``ids`` without ids, ``nll`` / ``n_tokens`` of a classifier's kept item):
+a model accepts an answer with or without them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from xentcore.types import ConfidenceMethod, Reason, Task
 
 __all__ = [
+    "AuditSummary",
     "Bin",
     "CalibrationResponse",
     "ConfidenceColumns",
@@ -24,6 +29,9 @@ __all__ = [
     "FlaggedSummary",
     "HTTPError",
     "HealthResponse",
+    "ItemsResponse",
+    "KeptItem",
+    "LabelsResponse",
     "LossColumns",
     "LossResponse",
     "LossSummary",
@@ -36,6 +44,9 @@ __all__ = [
 
 OUT = ConfigDict(extra="forbid")
 Predicted = int | str | list[int] | list[str]
+#: A label as the kept items show it: a class index or name, a multilabel set, a verdict 0/1.
+Label = int | str | list[int] | list[str]
+Ids = list[str] | list[int]
 
 
 class LossSummary(BaseModel):
@@ -59,6 +70,15 @@ class FlaggedSummary(BaseModel):
     ids: list[str] | list[int] | None = Field(None, description="Their ids, when given.")
 
 
+class AuditSummary(BaseModel):
+    """The items an ``audit_rate`` draw marked for review (API.md section 9)."""
+
+    model_config = OUT
+    count: int
+    indices: list[int] = Field(description="Indices of the audited items, ascending.")
+    ids: Ids | None = Field(None, description="Their ids, when given.")
+
+
 class ScoreColumns(BaseModel):
     """Per-item results, one array per field (index i = item i)."""
 
@@ -71,12 +91,18 @@ class ScoreColumns(BaseModel):
     flagged: list[bool]
     reasons: list[list[Reason]]
     ids: list[str] | list[int] | None = None
+    audit: list[bool] | None = Field(
+        None, description="Whether each item was drawn for review; only with `audit_rate`."
+    )
 
 
 class LossColumns(BaseModel):
     model_config = OUT
     loss: list[float | None]
     ids: list[str] | list[int] | None = None
+    audit: list[bool] | None = Field(
+        None, description="Whether each item was drawn for review; only with `audit_rate`."
+    )
 
 
 class ConfidenceColumns(BaseModel):
@@ -84,6 +110,9 @@ class ConfidenceColumns(BaseModel):
     confidence: list[float | None]
     predicted: list[Predicted]
     ids: list[str] | list[int] | None = None
+    audit: list[bool] | None = Field(
+        None, description="Whether each item was drawn for review; only with `audit_rate`."
+    )
 
 
 class _BatchHead(BaseModel):
@@ -99,6 +128,7 @@ class _BatchTail(BaseModel):
     recorded: bool | None = Field(
         description="Whether the batch was written to the monitoring store (null: no `stream`)."
     )
+    audit: AuditSummary | None = Field(None, description="Present only with `audit_rate`.")
 
 
 class ScoreResponse(_BatchHead, _BatchTail):
@@ -169,6 +199,7 @@ class SequenceOut(BaseModel):
     min_token_index: int
     flagged: bool
     reasons: list[Literal["low_confidence", "low_token_probability"]]
+    audit: bool | None = Field(None, description="Drawn for review; only with `audit_rate`.")
 
 
 class SequencesResponse(BaseModel):
@@ -178,6 +209,47 @@ class SequencesResponse(BaseModel):
     perplexity: float
     warnings: list[str]
     recorded: bool | None
+    audit: AuditSummary | None = Field(None, description="Present only with `audit_rate`.")
+
+
+class LabelsResponse(BaseModel):
+    """``POST /v1/streams/{stream}/labels``: what the late labels did (API.md section 9)."""
+
+    model_config = OUT
+    matched: int = Field(description="Ids that found a kept item.")
+    replaced: int = Field(description="Of those, items that already had a label (replaced).")
+    unknown: int = Field(description="Ids never kept, or past XENT_ITEM_RETENTION.")
+    unknown_ids: Ids = Field(description="The first 100 unknown ids.")
+
+
+class KeptItem(BaseModel):
+    """One kept item of ``GET /v1/streams/{stream}/items``."""
+
+    model_config = OUT
+    id: str | int
+    time: str = Field(description="When its batch was recorded (ISO 8601, UTC).")
+    index: int = Field(description="Its index in that batch.")
+    predicted: Predicted | None = Field(description="null for a sequence.")
+    confidence: float | None
+    flagged: bool
+    reasons: list[str]
+    audit: bool = Field(description="Drawn for review by the batch's `audit_rate`.")
+    label: Label | None = Field(description="null until labelled; a sequence's verdict 0/1.")
+    label_source: Literal["batch", "late"] | None = Field(
+        description="`batch`: sent with the batch; `late`: by /labels; null: no label yet."
+    )
+    loss: float | None = Field(description="The loss of the label (null without one or a row).")
+    correct: bool | None = Field(description="Whether the prediction matches the label.")
+    nll: float | None = Field(None, description="Sequences only.")
+    n_tokens: int | None = Field(None, description="Sequences only.")
+
+
+class ItemsResponse(BaseModel):
+    """``GET /v1/streams/{stream}/items``: kept items newest first, and the next page's cursor."""
+
+    model_config = OUT
+    items: list[KeptItem]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
 
 
 class HealthResponse(BaseModel):

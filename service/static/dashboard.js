@@ -3,6 +3,12 @@
 
 const REFRESH_MS = 10000;
 const SERIES = ["loss_mean", "confidence_mean", "flag_rate", "accuracy"];
+// a second line on a chart: the labelled figure of each bucket (API.md section 9) where the
+// bucket's calibration set is not empty
+const LABELLED = {
+  accuracy: { name: "labelled accuracy", value: (b) => (b.labeled && b.labeled.n > 0 ? b.labeled.accuracy : null), n: (b) => b.labeled.n },
+};
+const QUEUE_SIZE = 20; // rows of the review queue
 const SVG_NS = "http://www.w3.org/2000/svg";
 // the task under which scored sequences are recorded: every other task holds classifier data
 const SEQUENCES = "sequences";
@@ -222,17 +228,35 @@ function yAxis(svg, yt, sy, pad, w) {
 
 // ---- charts ----------------------------------------------------------------------------------
 
+// the points of one series: buckets whose value(b) is not null, with n(b) items behind each
+function seriesPoints(buckets, value, n) {
+  return buckets.filter((b) => value(b) !== null && value(b) !== undefined)
+    .map((b) => ({ x: Date.parse(b.start), end: Date.parse(b.end), y: value(b), n: n(b) }));
+}
+
+function drawLine(svg, pts, sx, sy, cls, describe) {
+  if (!pts.length) return;
+  el("polyline", { class: `line ${cls}`, points: pts.map((p) => `${sx(p.x)},${sy(p.y)}`).join(" ") }, svg);
+  for (const p of pts) {
+    const c = el("circle", { class: `point ${cls}`, cx: sx(p.x), cy: sy(p.y), r: 3 }, svg);
+    el("title", {}, c).textContent = `${bucketRange(p.x, p.end)}\n${describe(p)}`;
+  }
+}
+
+// the series `key` of the buckets, and the labelled one of LABELLED[key] where there is one
 function drawSeries(svg, buckets, key, [from, to]) {
   clear(svg);
   const { w, h } = size(svg);
-  const pts = buckets.filter((b) => b[key] !== null)
-    .map((b) => ({ x: Date.parse(b.start), end: Date.parse(b.end), y: b[key], n: b.n_items }));
-  if (pts.length === 0) {
+  const pts = seriesPoints(buckets, (b) => b[key], (b) => b.n_items);
+  const extra = LABELLED[key];
+  const alt = extra ? seriesPoints(buckets, extra.value, extra.n) : [];
+  const all = pts.concat(alt);
+  if (all.length === 0) {
     el("line", { x1: 8, y1: h - 22, x2: w - 8, y2: h - 22, class: "axis" }, svg);
     text(svg, w / 2, h / 2, "no data", { "text-anchor": "middle", class: "empty" });
     return 0;
   }
-  const ys = pts.map((p) => p.y);
+  const ys = all.map((p) => p.y);
   let lo = Math.min(0, ...ys);
   let hi = Math.max(...ys);
   if (key !== "loss_mean") hi = Math.max(hi, 1);
@@ -240,8 +264,9 @@ function drawSeries(svg, buckets, key, [from, to]) {
   const pad = { l: 0, r: 14, t: 8, b: 22 };
   const yt = numberTicks(lo, hi, Math.max(2, Math.floor((h - pad.t - pad.b) / 28)));
   pad.l = Math.ceil(Math.max(...yt.labels.map((s) => textWidth(svg, s)))) + 10;
-  const x0 = Math.min(from, pts[0].x);
-  const x1 = Math.max(to, pts[pts.length - 1].x, x0 + MINUTE);
+  const xs = all.map((p) => p.x);
+  const x0 = Math.min(from, ...xs);
+  const x1 = Math.max(to, ...xs, x0 + MINUTE);
   const sx = (x) => pad.l + ((x - x0) / (x1 - x0)) * (w - pad.l - pad.r);
   const sy = (y) => h - pad.b - ((y - yt.lo) / (yt.hi - yt.lo)) * (h - pad.t - pad.b);
 
@@ -256,12 +281,9 @@ function drawSeries(svg, buckets, key, [from, to]) {
   el("line", { x1: pad.l, y1: h - pad.b, x2: w - pad.r, y2: h - pad.b, class: "axis" }, svg);
   el("line", { x1: pad.l, y1: pad.t, x2: pad.l, y2: h - pad.b, class: "axis" }, svg);
 
-  el("polyline", { class: "line", points: pts.map((p) => `${sx(p.x)},${sy(p.y)}`).join(" ") }, svg);
-  for (const p of pts) {
-    const c = el("circle", { class: "point", cx: sx(p.x), cy: sy(p.y), r: 3 }, svg);
-    el("title", {}, c).textContent = `${bucketRange(p.x, p.end)}\n${fmt(p.y)} (${p.n} items)`;
-  }
-  return pts.length;
+  drawLine(svg, pts, sx, sy, "main", (p) => `${fmt(p.y)} (${p.n} items)`);
+  if (extra) drawLine(svg, alt, sx, sy, "labelled", (p) => `${extra.name} ${fmt(p.y)} (${p.n} labelled)`);
+  return all.length;
 }
 
 function drawReliability(svg, bins) {
@@ -295,11 +317,7 @@ function drawReliability(svg, bins) {
 
 // ---- page ------------------------------------------------------------------------------------
 
-function renderTotals(total) {
-  const box = document.getElementById("totals");
-  box.replaceChildren();
-  const fields = [["items", total.n_items], ["scored", total.n_scored], ["mean loss", total.loss_mean],
-    ["confidence", total.confidence_mean], ["flag rate", total.flag_rate], ["accuracy", total.accuracy], ["ECE", total.ece]];
+function tiles(box, fields) {
   for (const [name, value] of fields) {
     const d = document.createElement("div");
     const b = document.createElement("b");
@@ -307,6 +325,26 @@ function renderTotals(total) {
     d.append(b, name);
     box.appendChild(d);
   }
+}
+
+function renderTotals(total) {
+  const box = document.getElementById("totals");
+  box.replaceChildren();
+  tiles(box, [["items", total.n_items], ["scored", total.n_scored], ["mean loss", total.loss_mean],
+    ["confidence", total.confidence_mean], ["flag rate", total.flag_rate], ["accuracy", total.accuracy], ["ECE", total.ece]]);
+}
+
+// the calibration set's figures (batch labels + audited late labels), beside the totals
+function renderLabelled(total) {
+  const box = document.getElementById("labeled");
+  box.replaceChildren();
+  const caption = document.createElement("span");
+  caption.className = "caption";
+  caption.textContent = "labelled (calibration set)";
+  box.appendChild(caption);
+  const l = total.labeled || {};
+  tiles(box, [["labelled", l.n ?? 0], ["accuracy", l.accuracy], ["mean loss", l.loss_mean], ["ECE", l.ece],
+    ["accepted error rate", l.accepted_error_rate]]);
 }
 
 function renderFlagged(items) {
@@ -324,6 +362,27 @@ function renderFlagged(items) {
     const tr = body.insertRow();
     const cells = [utc(Date.parse(it.time), true), it.id === undefined ? "" : plain(it.id), it.index,
       fmt(it.confidence), fmt(it.loss), plain(it.predicted), plain(it.label), it.reasons.join(", ")];
+    for (const c of cells) tr.insertCell().textContent = c;
+  }
+}
+
+// audited items without a label yet, newest first: what reviewers should label next
+function renderQueue(page) {
+  const body = document.getElementById("queue");
+  body.replaceChildren();
+  const note = document.getElementById("queue-note");
+  note.textContent = page.next_cursor ? `The ${QUEUE_SIZE} newest are shown; more are waiting.` : "";
+  if (!page.items.length) {
+    const td = body.insertRow().insertCell();
+    td.colSpan = 5;
+    td.className = "empty";
+    td.textContent = "no audited item awaits a label";
+    return;
+  }
+  for (const it of page.items) {
+    const tr = body.insertRow();
+    const flagged = it.flagged ? it.reasons.join(", ") || "yes" : "no";
+    const cells = [utc(Date.parse(it.time), true), plain(it.id), plain(it.predicted), fmt(it.confidence), flagged];
     for (const c of cells) tr.insertCell().textContent = c;
   }
 }
@@ -360,18 +419,21 @@ async function refresh() {
     } else {
       params.set("bucket", "1d");
     }
-    const [summary, flagged] = await Promise.all([
+    const [summary, flagged, queue] = await Promise.all([
       api(`v1/streams/${stream}/summary?${params}`),
       api(`v1/streams/${stream}/flagged?limit=20`),
+      api(`v1/streams/${stream}/items?audit=true&labeled=false&limit=${QUEUE_SIZE}`),
     ]);
     if (mine !== generation) return;
     const first = summary.buckets.length ? Date.parse(summary.buckets[0].start) : now - DAY;
     const domain = [win > 0 ? now - win * 1000 : first, now];
     renderTotals(summary.total);
+    renderLabelled(summary.total);
     for (const key of SERIES) drawSeries(document.getElementById(`chart-${key}`), summary.buckets, key, domain);
     drawReliability(document.getElementById("reliability"), summary.total.reliability);
     document.getElementById("ece").textContent = fmt(summary.total.ece);
     renderFlagged(flagged.items);
+    renderQueue(queue);
     status.textContent = `${notice ? `${notice}: showing the default · ` : ""}updated ${utc(now, true).slice(11)} UTC`;
     document.body.dataset.loaded = "true";
   } catch (err) {
