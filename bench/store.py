@@ -7,6 +7,7 @@ Reproduce the README figures from the repository root (about 15 minutes; Postgre
     python bench/store.py --baseline-tree /tmp/base
 
     python bench/store.py --quick --backend sqlite   # a smoke run of a minute
+    python bench/store.py --flag-only                # item 5 alone, on fresh stores
 
 Per backend (SQLite in a temporary file; PostgreSQL in a private schema, dropped at the end):
 
@@ -33,8 +34,9 @@ Per backend (SQLite in a temporary file; PostgreSQL in a private schema, dropped
    ratio new / baseline. (The new server records into the seeded store.)
 5. A 100,000 x 10 logits batch with string ids and ``flag.min_confidence`` 0.9 (most items
    flagged): in process, interleaved, ``xentcore.score`` (A) against ``flagged_items`` +
-   ``summarize`` + ``store.record`` (B), and over HTTP the same batch as JSON with and without
-   ``stream``.
+   ``summarize`` + ``store.record`` (B), and over HTTP the same batch as JSON without
+   ``stream``, with ``stream`` and ``keep_items: false`` (the flagged items), and with
+   ``stream`` keeping all 100,000 items (API.md section 9).
 
 Prints the machine, one Markdown table per backend and the targets (pass / fail).
 """
@@ -552,7 +554,9 @@ def flag_in_process(store: SqlStore, batch: FlagBatch, report: Report) -> None:
 
 
 def flag_http(server: Server, batch: FlagBatch, report: Report) -> None:
-    """POST /v1/score of the batch as JSON, without and with ``stream``, in turns."""
+    """POST /v1/score of the batch as JSON: without ``stream`` (A), with ``stream`` and
+    ``keep_items: false`` (B: the batch, its flagged items and rollups: what this target is
+    about) and with ``stream`` keeping every item too (C: API.md section 9), in turns."""
     body: dict[str, Any] = {
         "predictions": batch.x,
         "labels": batch.y,
@@ -560,21 +564,43 @@ def flag_http(server: Server, batch: FlagBatch, report: Report) -> None:
         "input_type": "logits",
         "flag": {"min_confidence": 0.9},
     }
-    plain = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-    streamed = orjson.dumps({**body, "stream": "flag100k-http"}, option=orjson.OPT_SERIALIZE_NUMPY)
-    without, with_ = [], []
+    dump = orjson.OPT_SERIALIZE_NUMPY
+    plain = orjson.dumps(body, option=dump)
+    flagged = orjson.dumps({**body, "stream": "flag100k-http", "keep_items": False}, option=dump)
+    kept = orjson.dumps({**body, "stream": "flag100k-kept"}, option=dump)
+    without, with_, with_kept = [], [], []
     with httpx.Client(base_url=server.url, timeout=300) as client:
-        post_ms(client, plain)
-        post_ms(client, streamed)
+        for warm in (plain, flagged, kept):
+            post_ms(client, warm)
         for _ in range(FLAG_HTTP_REPEATS):
             without.append(post_ms(client, plain))
-            with_.append(post_ms(client, streamed))
+            with_.append(post_ms(client, flagged))
+            with_kept.append(post_ms(client, kept))
     report.http_flag_ratio = ratio = pair_ratio(with_, without)
+    kept_ratio = pair_ratio(with_kept, without)
     report.add(
-        f"100,000 x 10 JSON ({len(plain) / 1e6:.0f} MB) POST /v1/score: without | with stream "
-        "(median ms); with/without",
-        f"{statistics.median(without):,.0f} | {statistics.median(with_):,.0f}; {ratio:.2f}x",
+        f"100,000 x 10 JSON ({len(plain) / 1e6:.0f} MB) POST /v1/score: without stream | with "
+        "stream, keep_items false | with stream, items kept (median ms); B/A, C/A",
+        f"{statistics.median(without):,.0f} | {statistics.median(with_):,.0f} | "
+        f"{statistics.median(with_kept):,.0f}; {ratio:.2f}x, {kept_ratio:.2f}x",
     )
+
+
+def flag_only(name: str) -> Report:
+    """The 100,000-flagged-items measures alone, on a fresh store (``--flag-only``)."""
+    report = Report(name)
+    with tempfile.TemporaryDirectory(prefix="xent-bench-flag-") as tmp_name:
+        tmp = Path(tmp_name)
+        with backend(name, tmp) as be:
+            batch = flag_batch()
+            with serve(be.url, tmp / "data", tmp / "serve.log") as server:
+                flag_http(server, batch, report)
+            store = SqlStore.from_url(be.url)
+            try:
+                flag_in_process(store, batch, report)
+            finally:
+                store.close()
+    return report
 
 
 # --- one backend -----------------------------------------------------------------------------
@@ -699,31 +725,30 @@ def over(reads: dict[str, tuple[float, float]], which: int, limit: float) -> str
     return text + (f"; over: {', '.join(missed)}" if missed else "")
 
 
+def read_targets(r: Report) -> list[tuple[str, str, bool]]:
+    """The targets of the reads: p50, p99 and big / ref."""
+    worst50 = max(r.reads.items(), key=lambda kv: kv[1][0])
+    worst99 = max(r.reads.items(), key=lambda kv: kv[1][1])
+    worst_scale = max(r.scale.items(), key=lambda kv: kv[1])
+    return [
+        (f"every read p50 < {P50_MS} ms", over(r.reads, 0, P50_MS), worst50[1][0] < P50_MS),
+        (f"every read p99 < {P99_MS} ms", over(r.reads, 1, P99_MS), worst99[1][1] < P99_MS),
+        (
+            f"big / ref <= {SCALE_RATIO}x",
+            f"max {worst_scale[1]:.2f}x ({worst_scale[0]})",
+            worst_scale[1] <= SCALE_RATIO,
+        ),
+    ]
+
+
 def targets(reports: list[Report]) -> None:
     print("\n## targets\n")
     print("| target | backend | figure | verdict |")
     print("|---|---|---|---|")
     for r in reports:
-        worst50 = max(r.reads.items(), key=lambda kv: kv[1][0])
-        worst99 = max(r.reads.items(), key=lambda kv: kv[1][1])
-        worst_scale = max(r.scale.items(), key=lambda kv: kv[1])
-        lines = [
-            (
-                f"every read p50 < {P50_MS} ms",
-                over(r.reads, 0, P50_MS),
-                worst50[1][0] < P50_MS,
-            ),
-            (
-                f"every read p99 < {P99_MS} ms",
-                over(r.reads, 1, P99_MS),
-                worst99[1][1] < P99_MS,
-            ),
-            (
-                f"big / ref <= {SCALE_RATIO}x",
-                f"max {worst_scale[1]:.2f}x ({worst_scale[0]})",
-                worst_scale[1] <= SCALE_RATIO,
-            ),
-        ]
+        lines: list[tuple[str, str, bool]] = []
+        if r.reads:
+            lines += read_targets(r)
         if r.peak_rss_mib is not None:
             lines.append(
                 (
@@ -740,7 +765,7 @@ def targets(reports: list[Report]) -> None:
                     r.record_ratio <= RECORD_RATIO,
                 )
             )
-        else:
+        elif r.reads:
             lines.append((f"recording new/baseline <= {RECORD_RATIO}x", "no --baseline-tree", True))
         if r.flag_ratio is not None:
             lines.append(
@@ -753,7 +778,8 @@ def targets(reports: list[Report]) -> None:
         if r.http_flag_ratio is not None:
             lines.append(
                 (
-                    f"100k flagged over HTTP: with stream <= {FLAG_RATIO}x without",
+                    f"100k flagged over HTTP: with stream (keep_items false) <= {FLAG_RATIO}x "
+                    "without",
                     f"{r.http_flag_ratio:.2f}x",
                     r.http_flag_ratio <= FLAG_RATIO,
                 )
@@ -766,7 +792,9 @@ def targets(reports: list[Report]) -> None:
             print(f"| {name} | {r.backend} | {figure} | {shown} |")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], Sizes, Path | None]:
+def parse_args(
+    argv: Sequence[str] | None = None,
+) -> tuple[list[str], Sizes, Path | None, bool]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--batches", type=int, default=1_000_000, help="batches of stream big")
@@ -775,17 +803,20 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], Sizes, Pat
     parser.add_argument("--calls", type=int, default=15, help="timed calls per read and stream")
     parser.add_argument("--baseline-tree", type=Path, help="a checkout of the previous release")
     parser.add_argument("--quick", action="store_true", help="20,000 / 2,000 / 50 streams")
+    parser.add_argument(
+        "--flag-only", action="store_true", help="only the 100,000-flagged-items measures"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.ref_batches, args.small_streams = 20_000, 2_000, 50
     names = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     sizes = Sizes(args.batches, args.ref_batches, args.small_streams, args.calls)
     tree = args.baseline_tree.resolve() if args.baseline_tree is not None else None
-    return names, sizes, tree
+    return names, sizes, tree, args.flag_only
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    names, sizes, tree = parse_args(argv)
+    names, sizes, tree, only_flag = parse_args(argv)
     header(sizes, tree)
     if tree is not None:
         print(f"- {baseline_native(tree)}\n")
@@ -794,7 +825,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if name == "postgresql" and (why := pg_unavailable()) is not None:
             print(f"\npostgresql skipped: {why}")
             continue
-        report = run_backend(name, sizes, tree)
+        report = flag_only(name) if only_flag else run_backend(name, sizes, tree)
         table(report)
         reports.append(report)
     targets(reports)
