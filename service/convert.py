@@ -62,13 +62,18 @@ def flag_rules(flag: FlagRules | None, settings: Settings) -> CoreFlagRules:
     return check_flag_rules(raw, default_min_confidence=settings.min_confidence)
 
 
-def check_audit(rate: float | None, stream: str | None, has_ids: bool) -> None:
-    """``audit_rate`` needs ``stream`` and ids: an audit marks kept items for review."""
-    if rate is not None and (stream is None or not has_ids):
+def check_audit(rate: float | None, stream: str | None, has_ids: bool, keep: bool) -> None:
+    """``audit_rate`` needs ``stream``, ids and kept items: an audit marks kept items for
+    review."""
+    if rate is None:
+        return
+    if stream is None or not has_ids:
         raise InputError(
             ("audit_rate",),
             "needs stream and ids (an id on every item): audited items are kept for review",
         )
+    if not keep:
+        raise InputError(("audit_rate",), "needs keep_items: audited items are kept for review")
 
 
 def audit_of(rate: float | None, seed: int | None, n: int) -> npt.NDArray[np.bool_] | None:
@@ -79,7 +84,7 @@ def audit_of(rate: float | None, seed: int | None, n: int) -> npt.NDArray[np.boo
 def score_request(parsed: Parsed[B], settings: Settings) -> tuple[Batch, ScoreResult]:
     """Check and score a parsed batch request (InputError -> the route's 422)."""
     req = parsed.request
-    check_audit(req.audit_rate, req.stream, req.ids is not None)
+    check_audit(req.audit_rate, req.stream, req.ids is not None, req.keep_items)
     predictions = parsed.array(("predictions",), req.predictions)
     labels = parsed.array(("labels",), req.labels)
     bound_response(req, len(predictions), parsed.size)  # the answer's size, before scoring
@@ -114,7 +119,8 @@ def score_sequences_request(parsed: Parsed[SequencesRequest], settings: Settings
     """Score a parsed sequences request (OpenAI objects read as xentcore reads them; an error in
     one is located at its ``logprobs.content``; no ``flag``: the server's ``min_confidence``)."""
     req = parsed.request
-    check_audit(req.audit_rate, req.stream, all(seq.id is not None for seq in req.sequences))
+    has_ids = all(seq.id is not None for seq in req.sequences)
+    check_audit(req.audit_rate, req.stream, has_ids, req.keep_items)
     arrays, positions, warnings = _token_arrays(parsed)
     rules = parsed.request.flag
     try:

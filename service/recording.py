@@ -140,6 +140,7 @@ def kept_batch(
         ids=ids,
         class_names=result.class_names,
         audit_rate=audit_rate,
+        clip_eps=batch.options.clip_eps,
     )
 
 

@@ -170,11 +170,20 @@ def _log_probabilities(x: npt.NDArray[Any], input_type: str, eps: float) -> F64:
     return np.clip(v, np.log(eps), np.log1p(-eps))
 
 
+def _soft(batch: Batch, label: I64) -> F64:
+    """The binary targets as sent (soft targets stay soft), or the hard labels."""
+    if batch.labels is not None and batch.labels.target is not None:
+        return batch.labels.target.astype(np.float64)
+    return np.clip(label, 0, 1).astype(np.float64)
+
+
 def keep_batch(batch: Batch, result: ScoreResult, audit: Bool, max_classes: int) -> KeptRows:
     """What a stream keeps of each item of a scored batch (see :class:`KeptRows`).
 
     Labels that came with the batch are scored on the kept form at full precision (plain
-    cross-entropy, no smoothing or weights); an ignored item keeps no label. The multiclass
+    cross-entropy of the targets as sent, soft ones included; no smoothing or weights); their
+    true class (section 1) is the kept label and decides correctness; an ignored item keeps
+    no label. The multiclass
     log-probabilities are computed in chunks of rows, so memory stays bounded.
     """
     n, k, task = batch.n_items, batch.n_classes, batch.task
@@ -195,9 +204,7 @@ def keep_batch(batch: Batch, result: ScoreResult, audit: Bool, max_classes: int)
         top = np.maximum(p, 1.0 - p)
         if result.true_class is not None:
             label = np.where(labeled, result.true_class, -1).astype(np.int64)
-            loss = np.where(
-                labeled, binary_loss(p, np.clip(label, 0, 1).astype(float), eps), np.nan
-            )
+            loss = np.where(labeled, binary_loss(p, _soft(batch, label), eps), np.nan)
     elif task == "multilabel":
         p = _probabilities(batch.x, batch.input_type)
         predicted_set = result.predicted_index.astype(bool)
@@ -205,7 +212,9 @@ def keep_batch(batch: Batch, result: ScoreResult, audit: Bool, max_classes: int)
         row = p.astype(np.float32) if k <= max_classes else None
         if result.true_class is not None:
             label_set = result.true_class.astype(bool)
-            item_loss = binary_loss(p, label_set.astype(float), eps).mean(axis=1)
+            target = batch.labels.target if batch.labels is not None else None
+            truth = label_set.astype(np.float64) if target is None else target
+            item_loss = binary_loss(p, truth, eps).mean(axis=1)
             loss = np.where(labeled, item_loss, np.nan)
     else:
         predicted = result.predicted_index.astype(np.int64)
@@ -214,12 +223,15 @@ def keep_batch(batch: Batch, result: ScoreResult, audit: Bool, max_classes: int)
             label = np.where(labeled, result.true_class, -1).astype(np.int64)
         keep_row = k <= max_classes
         rows32 = np.empty((n, k), dtype=np.float32) if keep_row else None
+        dense = batch.labels.target if batch.labels is not None else None
         safe = np.clip(label, 0, k - 1)
         for sl in chunk_rows(n, k):
             log_p = _log_probabilities(batch.x[sl], batch.input_type, eps)
             if rows32 is not None:
                 rows32[sl] = log_p
-            if result.true_class is not None:
+            if dense is not None:  # target distributions: -sum_k q_k log p_k
+                loss[sl] = np.where(labeled[sl], -(dense[sl] * log_p).sum(axis=1), np.nan)
+            elif result.true_class is not None:
                 picked = -log_p[np.arange(log_p.shape[0]), safe[sl]]
                 loss[sl] = np.where(labeled[sl], picked, np.nan)
         row = rows32
@@ -281,12 +293,14 @@ def late_outcomes(
     *,
     rows: npt.NDArray[Any] | None = None,
     predicted_set: Bool | None = None,
+    eps: float = DEFAULT_EPS,
 ) -> tuple[F64, Bool]:
     """(loss, correct) of late ``labels`` for kept items of one shape (vectorized).
 
     ``labels``: class indices (multiclass), 0/1 (binary), an (n, K) 0/1 matrix (multilabel) or
     verdicts (sequences). ``rows``: the kept rows of the items, (n, K) / (n,), or None (no loss:
-    NaN). ``predicted_set`` is the multilabel prediction.
+    NaN). ``predicted_set`` is the multilabel prediction; ``eps`` the clipping of probabilities
+    (the batch's ``clip_eps``).
     """
     n = predicted.shape[0]
     loss = np.full(n, np.nan)
@@ -297,13 +311,14 @@ def late_outcomes(
         truth = labels.astype(bool)
         correct = np.all(predicted_set == truth, axis=1)
         if rows is not None:
-            loss = binary_loss(rows.astype(np.float64), truth.astype(np.float64)).mean(axis=1)
+            p = rows.astype(np.float64)
+            loss = binary_loss(p, truth.astype(np.float64), eps).mean(axis=1)
         return loss, correct
     y = labels.astype(np.int64)
     correct = predicted == y
     if rows is not None:
         if task == "binary":
-            loss = binary_loss(rows.astype(np.float64), y.astype(np.float64))
+            loss = binary_loss(rows.astype(np.float64), y.astype(np.float64), eps)
         else:
             loss = -rows[np.arange(n), y].astype(np.float64)
     return loss, correct

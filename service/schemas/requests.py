@@ -57,6 +57,9 @@ class FlagRules(BaseModel):
     )
 
 
+#: An audit seed: a non-negative 64-bit integer (numpy's generators take no negative seed).
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
 _BATCH_EXAMPLE: dict[str, Any] = {
     "predictions": [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.4, 0.35, 0.25]],
     "labels": [0, 2, 0],
@@ -152,7 +155,7 @@ class BatchRequest(BaseModel):
         description="Mark each item for review independently with this probability (needs "
         "`stream` and `ids`); the answer lists them in `audit`.",
     )
-    audit_seed: Int64 | None = Field(
+    audit_seed: Seed | None = Field(
         None, description="Seed of the audit draw (the same seed draws the same items)."
     )
 
@@ -302,4 +305,4 @@ class SequencesRequest(BaseModel):
         description="Mark each sequence for review with this probability (needs `stream` and "
         "an `id` on every sequence).",
     )
-    audit_seed: Int64 | None = Field(None, description="Seed of the audit draw.")
+    audit_seed: Seed | None = Field(None, description="Seed of the audit draw.")

@@ -41,6 +41,7 @@ from service.store.schema import (
     label_rollups,
 )
 from xentcore.feedback import LABEL_SUMS, KeptRows, label_contributions, late_outcomes
+from xentcore.types import DEFAULT_EPS
 
 __all__ = [
     "Kept",
@@ -52,6 +53,7 @@ __all__ = [
     "decode_kept",
     "encode_kept",
     "expire_items",
+    "expire_label_batches",
     "id_key",
     "items_page",
     "write_kept",
@@ -63,6 +65,8 @@ _LENGTH = struct.Struct("<I")
 _LOOKUP_CHUNK = 5000
 #: Kept batches read per query while filling a page of items.
 _PAGE_BATCHES = 32
+#: Kept batches one page reads at most; a page with fewer items then still has a cursor.
+_SCAN_BATCHES = 256
 
 
 @dataclass(frozen=True)
@@ -74,12 +78,20 @@ class Kept:
     ids: Sequence[Any]
     class_names: Sequence[str] | None = None
     audit_rate: float | None = None
+    #: the request's ``clip_eps``: a late binary label is scored with the batch's clipping
+    clip_eps: float = DEFAULT_EPS
 
 
 def id_key(value: Any) -> str:
     """The stored key of an item id: ``i:12`` for an integer, ``s:abc`` for a string (so 12
-    and "12" stay apart)."""
-    return f"i:{value}" if isinstance(value, int) else f"s:{value}"
+    and "12" stay apart); a string holding NUL (which PostgreSQL text cannot hold) is
+    ``e:`` and the string with backslashes doubled and NUL written ``\\0``."""
+    if isinstance(value, int):
+        return f"i:{value}"
+    text = str(value)
+    if "\x00" in text:
+        return "e:" + text.replace("\\", "\\\\").replace("\x00", "\\0")
+    return f"s:{text}"
 
 
 # --- the payload -----------------------------------------------------------------------------
@@ -122,6 +134,7 @@ def encode_kept(item: Kept) -> bytes:
             "n_classes": rows.n_classes,
             "classes": None if item.class_names is None else list(item.class_names),
             "audit_rate": item.audit_rate,
+            "clip_eps": item.clip_eps,
             "ids": list(item.ids),
             "arrays": [[k, a.dtype.str, list(a.shape)] for k, a in arrays.items()],
         },
@@ -144,6 +157,7 @@ class KeptBatch:
     classes: list[str] | None
     ids: list[Any]
     arrays: dict[str, npt.NDArray[Any]]
+    eps: float = DEFAULT_EPS
 
     def shown_class(self, k: int) -> Any:
         return self.classes[k] if self.classes is not None and 0 <= k < len(self.classes) else k
@@ -179,27 +193,30 @@ def decode_kept(batch_id: int, time: float, payload: bytes) -> KeptBatch:
         classes=header["classes"],
         ids=header["ids"],
         arrays=arrays,
+        eps=float(header.get("clip_eps", DEFAULT_EPS)),
     )
 
 
 # --- writing a batch -------------------------------------------------------------------------
 
 
-def write_kept(conn: Connection, *, stream: str, batch_id: int, time: float, item: Kept) -> None:
+def write_kept(conn: Connection, *, stream: str, time: float, item: Kept) -> int:
     """Insert a batch's kept items (one payload, one statement of lookup keys) and the label
-    sums of those labelled in it."""
+    sums of those labelled in it; returns the kept batch's id (its own, never reused: the raw
+    batch row may expire first, and SQLite would give its id out again)."""
     rows = item.rows
-    conn.execute(
+    inserted = conn.execute(
         kept.insert(),
         {
-            "batch_id": batch_id,
             "stream": stream,
             "time": time,
             "task": rows.task,
             "n": len(rows),
             "payload": encode_kept(item),
         },
-    )
+    ).inserted_primary_key
+    assert inserted is not None
+    batch_id = int(inserted[0])
     _insert_keys(conn, stream, batch_id, item.ids)
     if rows.labeled.any():  # the whole batch came with labels: every labelled item is in the set
         sel = rows.labeled
@@ -211,13 +228,14 @@ def write_kept(conn: Connection, *, stream: str, batch_id: int, time: float, ite
             in_calibration=np.ones(int(sel.sum()), dtype=bool),
         ).sum(axis=0)
         add_label_sums(conn, stream, rows.task, [(batch_id, time, sums)])
+    return batch_id
 
 
 def _prefix(ids: Sequence[Any]) -> str | None:
     """``i:`` when every id is an integer, ``s:`` when every id is a string, else None."""
     if all(isinstance(v, int) and not isinstance(v, bool) for v in ids):
         return "i:"
-    if all(isinstance(v, str) for v in ids):
+    if all(isinstance(v, str) and "\x00" not in v for v in ids):
         return "s:"
     return None
 
@@ -347,6 +365,25 @@ def _newest(conn: Connection, stream: str, keys: list[str]) -> dict[str, tuple[i
     return found
 
 
+def _locked(conn: Connection, batch_ids: Sequence[int]) -> list[int]:
+    """The kept batches among ``batch_ids`` that still exist, locked until the end of the
+    transaction on PostgreSQL (``FOR UPDATE``, in id order: concurrent requests on the same
+    items take turns, and never deadlock on them)."""
+    ids = sorted(set(batch_ids))
+    if conn.dialect.name != "postgresql":
+        return ids
+    out: list[int] = []
+    for lo in range(0, len(ids), _LOOKUP_CHUNK):
+        q = (
+            sa.select(kept.c.batch_id)
+            .where(kept.c.batch_id.in_(ids[lo : lo + _LOOKUP_CHUNK]))
+            .order_by(kept.c.batch_id)
+            .with_for_update()
+        )
+        out.extend(int(b) for b in conn.execute(q).scalars())
+    return out
+
+
 def _load(conn: Connection, batch_ids: Sequence[int]) -> dict[int, KeptBatch]:
     out: dict[int, KeptBatch] = {}
     ids = sorted(set(batch_ids))
@@ -431,8 +468,12 @@ def apply_labels(
     """Apply late labels to the newest kept item of each id (inside the caller's transaction;
     LabelProblem before anything is written when a label does not fit its item)."""
     keys = [id_key(v) for v in ids]
+    if conn.dialect.name != "postgresql":
+        # SQLite: take the database's write lock before reading anything, so concurrent
+        # labels requests (and retention) run one after the other on what they read
+        conn.execute(sa.text("UPDATE xent_kept SET n = n WHERE 0"))
     found = _newest(conn, stream, keys)
-    batches = _load(conn, [b for b, _ in found.values()])
+    batches = _load(conn, _locked(conn, [b for b, _ in found.values()]))
     groups: dict[int, _Matched] = {}
     unknown_ids: list[Any] = []
     n_unknown = 0
@@ -475,6 +516,7 @@ def apply_labels(
                     "correct": int(ok),
                 }
             )
+    params.sort(key=lambda p: (p["batch_id"], p["idx"]))
     _upsert_late(conn, params)
     for task, per in sorted(deltas.items()):
         add_label_sums(conn, stream, task, per)
@@ -499,9 +541,10 @@ def _score_group(
     else:
         values = np.array(g.values, dtype=np.int64)
     loss, correct = late_outcomes(
-        b.task, a["predicted"][idx], values, rows=rows, predicted_set=predicted_set
+        b.task, a["predicted"][idx], values, rows=rows, predicted_set=predicted_set, eps=b.eps
     )
-    cal = (a["audit"][idx] == 1) | bool(a["labeled"].any())
+    # in the calibration set: audited, or labelled in its own batch (not an ignored item)
+    cal = (a["audit"][idx] == 1) | (a["labeled"][idx] == 1)
     top = a["top_prob"][idx]
     flagged = a["flagged"][idx] == 1
     new = label_contributions(
@@ -633,11 +676,21 @@ def items_page(
     at: tuple[int, int] | None,
 ) -> tuple[list[dict[str, Any]], tuple[int, int] | None]:
     """One page of kept items, newest first (batches by id downwards, items by position
-    downwards), and where the next page starts: (batch id, items of it already passed)."""
+    downwards), and where the next page starts: (batch id, items of it already passed).
+
+    A page reads at most ``_SCAN_BATCHES`` kept batches: with selective filters (a review
+    queue that is nearly empty) it may hold fewer items than ``limit``, or none, and still
+    carry a cursor; the last page has none."""
     out: list[dict[str, Any]] = []
     at_batch, skip = at if at is not None else (None, 0)
-    for batch_id, t, payload in _kept_batches(conn, stream, since, until, at_batch):
+    passed: tuple[int, int] | None = None  # the last batch read whole
+    for scanned, (batch_id, t, payload) in enumerate(
+        _kept_batches(conn, stream, since, until, at_batch)
+    ):
+        if scanned == _SCAN_BATCHES and passed is not None:  # bounded work per page
+            return out, passed
         b = decode_kept(batch_id, t, payload)
+        passed = (batch_id, b.n)
         start = skip if batch_id == at_batch else 0
         order = np.arange(b.n - 1 - start, -1, -1)
         late = _late_labels(conn, [batch_id])
@@ -656,8 +709,8 @@ def items_page(
             out.append(_item(b, i, late.get((batch_id, i))))
         if len(out) >= limit:
             if len(picked) > room:
-                passed = int(np.flatnonzero(keep)[room - 1]) + 1 + start
-                return out, (batch_id, passed)
+                shown = int(np.flatnonzero(keep)[room - 1]) + 1 + start
+                return out, (batch_id, shown)
             return out, (batch_id, b.n)  # the next page starts with the next batch
     return out, None
 
@@ -677,3 +730,23 @@ def expire_items(conn: Connection, cutoff: float, chunk: int) -> tuple[int, bool
         conn.execute(item_labels.delete().where(item_labels.c.batch_id.in_(ids)))
         conn.execute(kept.delete().where(kept.c.batch_id.in_(ids)))
     return sum(int(r[1]) for r in rows), len(ids) == chunk
+
+
+def expire_label_batches(conn: Connection, cutoff: float, chunk: int) -> bool:
+    """Delete up to ``chunk`` per-batch label sums older than ``cutoff``; True if more are left.
+
+    They go with the raw rows (``XENT_RETENTION``): a window's edges are read from raw rows
+    within that horizon only, and the rollups keep the sums."""
+    ids = (
+        conn.execute(
+            sa.select(label_batches.c.batch_id)
+            .where(label_batches.c.time < cutoff)
+            .order_by(label_batches.c.time)
+            .limit(chunk)
+        )
+        .scalars()
+        .all()
+    )
+    if ids:
+        conn.execute(label_batches.delete().where(label_batches.c.batch_id.in_(ids)))
+    return len(ids) == chunk

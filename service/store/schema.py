@@ -175,7 +175,8 @@ health = sa.Table(
 kept = sa.Table(
     "xent_kept",
     metadata,
-    sa.Column("batch_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    # its own id, never reused (SQLite AUTOINCREMENT): kept items outlive their raw batch row
+    sa.Column("batch_id", _ID, primary_key=True, autoincrement=True),
     sa.Column("stream", sa.String(128), nullable=False),
     sa.Column("time", sa.Float(53), nullable=False),
     sa.Column("task", sa.String(16), nullable=False),
@@ -183,6 +184,7 @@ kept = sa.Table(
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Index("xent_kept_stream_batch", "stream", "batch_id"),
     sa.Index("xent_kept_time", "time"),
+    sqlite_autoincrement=True,
 )
 item_keys = sa.Table(
     "xent_item_keys",

@@ -40,6 +40,7 @@ from service.store.kept import (
     LabelCounts,
     apply_labels,
     expire_items,
+    expire_label_batches,
     items_page,
     write_kept,
 )
@@ -289,7 +290,7 @@ class SqlStore:
                         },
                     )
                 if kept is not None:
-                    write_kept(conn, stream=stream, batch_id=int(inserted[0]), time=now, item=kept)
+                    write_kept(conn, stream=stream, time=now, item=kept)
                 conn.execute(self._upsert, _rollup_rows(stream, task, now, values))
         except sa.exc.IntegrityError:
             if idempotency_key is None or not self._has_key(stream, idempotency_key):
@@ -634,6 +635,7 @@ class SqlStore:
                 return Expired(0, 0, skipped=True)
             try:
                 n_batches = self._expire_batches(now - retention, chunk, pause)
+                self._expire_label_batches(now - retention, chunk, pause)
                 n_rollups = self._expire_rollups(now - rollup_retention, chunk, pause)
                 n_rollups += self._expire_rollups(
                     now - rollup_retention, chunk, pause, table=label_rollups
@@ -643,6 +645,15 @@ class SqlStore:
             finally:
                 self._unlock(lock_conn)
         return Expired(n_batches, n_rollups, n_items)
+
+    def _expire_label_batches(self, cutoff: float, chunk: int, pause: float) -> None:
+        """Delete per-batch label sums older than ``cutoff`` (raw rows' retention), in chunks."""
+        while True:
+            with self._tx() as conn:
+                more = expire_label_batches(conn, cutoff, chunk)
+            if not more:
+                return
+            time.sleep(pause)
 
     def _expire_items(self, cutoff: float, chunk: int, pause: float) -> int:
         deleted = 0
@@ -682,7 +693,6 @@ class SqlStore:
                 )
                 if ids:
                     conn.execute(flagged.delete().where(flagged.c.batch_id.in_(ids)))
-                    conn.execute(label_batches.delete().where(label_batches.c.batch_id.in_(ids)))
                     conn.execute(batches.delete().where(batches.c.id.in_(ids)))
             deleted += len(ids)
             if len(ids) < chunk:

@@ -326,3 +326,33 @@ def test_a_labels_request_over_the_limits_is_a_413(make_client: MakeClient) -> N
     assert r.status_code == 413
     items = client.get("/v1/streams/l/items").json()["items"]
     assert all(it["label"] is None for it in items)  # nothing applied
+
+
+def test_audit_bounds_and_ignored_items(fb: TestClient) -> None:
+    base = {"predictions": [0.2, 0.9], "ids": ["a", "b"], "stream": "s", "audit_rate": 0.5}
+    r = fb.post("/v1/score", json={**base, "audit_seed": -1})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "audit_seed"]
+    r = fb.post("/v1/score", json={**base, "keep_items": False})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "audit_rate"]
+    # an item whose label was ignored in its batch is not in the calibration set: its late
+    # label (not audited) is a reviewer's
+    z = [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]
+    fb.post(
+        "/v1/score",
+        json={"predictions": z, "labels": [0, -100], "ignore_index": -100, "input_type": "logits",
+              "ids": ["x", "y"], "stream": "ign"},
+    )  # fmt: skip
+    fb.post("/v1/streams/ign/labels", json={"ids": ["y"], "labels": [1]})
+    total = fb.get("/v1/streams/ign/summary").json()["total"]
+    assert total["labeled"]["n"] == 1 and total["reviewed"] == {"n": 1, "accuracy": 1.0}
+
+
+def test_a_late_binary_label_is_clipped_like_its_batch(fb: TestClient) -> None:
+    fb.post(
+        "/v1/score",
+        json={"predictions": [1.0], "ids": ["p"], "stream": "clip", "clip_eps": 1e-7,
+              "audit_rate": 1.0},
+    )  # fmt: skip
+    fb.post("/v1/streams/clip/labels", json={"ids": ["p"], "labels": [0]})
+    item = fb.get("/v1/streams/clip/items").json()["items"][0]
+    assert item["loss"] == pytest.approx(-math.log(1e-7), rel=1e-9)

@@ -147,3 +147,78 @@ def test_retention_removes_items_and_label_sums(store: SqlStore) -> None:
         ][0]
         == 0
     )
+
+
+def test_the_same_labels_sent_at_once_count_once(store: SqlStore) -> None:
+    """Concurrent retries of one labels request: each item's label counts once."""
+    z = np.random.default_rng(4).normal(0, 1, (300, 3))
+    ids = [f"r{i}" for i in range(300)]
+    _record(store, "retry", z, None, ids, 1_700_000_000.0, audit=1.0)
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            store.label("retry", ids, [1] * 300)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    n = _table(
+        store, "SELECT sum(lab_n) FROM xent_label_rollups WHERE stream = 'retry' AND level = 0"
+    )
+    assert int(n[0][0]) == 300
+    _rollups_match_batches(store, "retry")
+
+
+def test_kept_items_outlive_their_raw_batch_without_clashing(store: SqlStore) -> None:
+    """Raw rows expire before kept items (XENT_RETENTION < XENT_ITEM_RETENTION): new batches
+    still record (SQLite would hand out the expired batch's id again) and old items still
+    take labels."""
+    z = np.array([[2.0, 0.0], [0.0, 2.0]])
+    _record(store, "o", z, None, ["a", "b"], 1_000_000.0, audit=1.0)
+    store.expire(now=2_000_000.0, retention=10, rollup_retention=10**9, item_retention=10**9)
+    _record(store, "o", z, None, ["c", "d"], 2_000_000.0, audit=1.0)
+    _record(store, "o", z, None, ["e", "f"], 2_000_001.0, audit=1.0)
+    counts = store.label("o", ["a", "c", "e"], [0, 1, 0])
+    assert counts.matched == 3 and counts.unknown == 0
+    items, _ = store.items("o", limit=10)
+    assert [it["id"] for it in items] == ["f", "e", "d", "c", "b", "a"]
+
+
+def test_ids_with_nul_are_kept_and_found(store: SqlStore) -> None:
+    z = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
+    ids = ["a\x00b", "a\\0b", "plain"]
+    _record(store, "nul", z, None, ids, 1_700_000_000.0, audit=1.0)
+    counts = store.label("nul", ["a\x00b", "a\\0b"], [0, 1])
+    assert counts.matched == 2 and counts.unknown == 0
+    items, _ = store.items("nul", labeled=True)
+    assert sorted(it["id"] for it in items) == sorted(ids[:2])
+
+
+def test_a_page_reads_a_bounded_number_of_batches(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a selective filter a page may come back short (even empty) with a cursor; paging
+    on lists every matching item once."""
+    import service.store.kept as kept_module
+
+    monkeypatch.setattr(kept_module, "_SCAN_BATCHES", 2)
+    z = np.array([[2.0, 0.0], [0.0, 2.0]])
+    for b in range(7):
+        audit = 1.0 if b in (1, 5) else 0.0
+        _record(store, "scan", z, None, [f"{b}-0", f"{b}-1"], 1_700_000_000.0 + b, audit=audit)
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page, cursor = store.items("scan", audit=True, limit=3, cursor=cursor)
+        seen += [it["id"] for it in page]
+        pages += 1
+        if cursor is None:
+            break
+    assert seen == ["5-1", "5-0", "1-1", "1-0"] and pages > 2

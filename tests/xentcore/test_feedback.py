@@ -124,3 +124,16 @@ def test_label_sums_and_figures_agree_with_a_direct_computation() -> None:
     assert rows[1]["labeled"] == {
         "n": 0, "accuracy": None, "loss_mean": None, "ece": None, "accepted_error_rate": None,
     }  # fmt: skip
+
+
+def test_soft_targets_keep_their_plain_cross_entropy() -> None:
+    p = np.array([0.6, 0.2])
+    y = np.array([0.7, 0.0])
+    kept = keep_batch(check_batch(p, y, ScoreOptions()), xc.score(p, y), np.zeros(2, bool), 1024)
+    want = -(y * np.log(p) + (1 - y) * np.log1p(-p))
+    np.testing.assert_allclose(kept.loss, want, rtol=1e-12)
+    assert kept.label.tolist() == [1, 0]  # the true class decides correctness
+    q = np.array([[0.5, 0.3, 0.2]])
+    t = np.array([[0.4, 0.35, 0.25]])
+    kept = keep_batch(check_batch(q, t, ScoreOptions()), xc.score(q, t), np.zeros(1, bool), 1024)
+    np.testing.assert_allclose(kept.loss, [-(t * np.log(q)).sum()], rtol=1e-9)

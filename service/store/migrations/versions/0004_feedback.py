@@ -31,12 +31,14 @@ _ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 def upgrade() -> None:
     op.create_table(
         "xent_kept",
-        sa.Column("batch_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        # its own id, never reused: kept items outlive the raw batch row they came with
+        sa.Column("batch_id", _ID, primary_key=True, autoincrement=True),
         sa.Column("stream", sa.String(128), nullable=False),
         sa.Column("time", sa.Float(53), nullable=False),
         sa.Column("task", sa.String(16), nullable=False),
         sa.Column("n", sa.Integer, nullable=False),
         sa.Column("payload", sa.LargeBinary, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_index("xent_kept_stream_batch", "xent_kept", ["stream", "batch_id"])
     op.create_index("xent_kept_time", "xent_kept", ["time"])
