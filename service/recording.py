@@ -25,7 +25,7 @@ from xentcore.flags import truth_columns
 from xentcore.score import ScoreResult
 from xentcore.sequences import SequenceResult
 from xentcore.summary import BatchSummary, summarize, summarize_sequences
-from xentcore.types import REASONS
+from xentcore.types import REASONS, SEQUENCE_REASONS
 from xentcore.validate import Batch
 
 __all__ = [
@@ -42,8 +42,6 @@ NOT_FINITE = (
     "not recorded: the batch's loss or weight sum overflows float64 (weights too large); "
     "the store keeps only finite sums"
 )
-#: The reasons a sequence is flagged for, in the order of its bit masks.
-SEQUENCE_REASONS = ("low_confidence", "low_token_probability")
 
 log = logging.getLogger("xent.monitoring")
 

@@ -46,6 +46,7 @@ from xentcore.calibration import uniform_bin_index
 from xentcore.flags import FlagMasks
 from xentcore.score import ScoreResult
 from xentcore.sequences import SequenceResult
+from xentcore.summary import ratios
 from xentcore.types import DEFAULT_EPS, F64, I64, REASONS, Bool
 from xentcore.validate import Batch
 
@@ -351,52 +352,36 @@ def label_contributions(
     return out
 
 
-def _ratio(num: float, den: float) -> float | None:
-    return num / den if den > 0 else None
-
-
 def labeled_figures(sums: Mapping[str, float]) -> dict[str, float | int | None]:
     """``{"n", "accuracy", "loss_mean", "ece", "accepted_error_rate"}`` of the calibration set
-    from its sums (None where a figure has no items)."""
-    n = sums["lab_n"]
-    conf = np.array([sums[f"lab_bin_conf_{b}"] for b in range(N_LABEL_BINS)])
-    right = np.array([sums[f"lab_bin_correct_{b}"] for b in range(N_LABEL_BINS)])
-    binned = sum(sums[f"lab_bin_n_{b}"] for b in range(N_LABEL_BINS))
-    return {
-        "n": int(n),
-        "accuracy": _ratio(sums["lab_correct"], n),
-        "loss_mean": _ratio(sums["lab_loss_sum"], sums["lab_loss_n"]),
-        "ece": _ratio(float(np.abs(right - conf).sum()), binned),
-        "accepted_error_rate": _ratio(sums["lab_unflagged_wrong"], sums["lab_unflagged"]),
-    }
+    from its sums by name (None where a figure has no items)."""
+    return _one_row(sums)["labeled"]
 
 
 def reviewed_figures(sums: Mapping[str, float]) -> dict[str, float | int | None]:
     """``{"n", "accuracy"}`` of late labels outside the calibration set."""
-    return {"n": int(sums["rev_n"]), "accuracy": _ratio(sums["rev_correct"], sums["rev_n"])}
+    return _one_row(sums)["reviewed"]
 
 
-def _ratios(num: F64, den: F64) -> list[float | None]:
-    ok = den > 0
-    out = np.divide(num, den, out=np.zeros_like(num), where=ok).tolist()
-    return [v if good else None for v, good in zip(out, ok.tolist(), strict=True)]
+def _one_row(sums: Mapping[str, float]) -> dict[str, dict[str, float | int | None]]:
+    return label_figures_rows(np.array([[sums[name] for name in LABEL_SUMS]]))[0]
 
 
 def label_figures_rows(sums: F64) -> list[dict[str, dict[str, float | int | None]]]:
     """``{"labeled": ..., "reviewed": ...}`` for each row of an (n, len(LABEL_SUMS)) matrix of
-    label sums, equal to :func:`labeled_figures` / :func:`reviewed_figures` row by row."""
+    label sums (None where a figure has no items)."""
     c = {name: sums[:, i] for name, i in _S.items()}
     bins = sums[:, _BIN0:]
     count = bins[:, :N_LABEL_BINS].sum(axis=1)
     conf = bins[:, N_LABEL_BINS : 2 * N_LABEL_BINS]
     right = bins[:, 2 * N_LABEL_BINS :]
-    ece = _ratios(np.abs(right - conf).sum(axis=1), count)
+    ece = ratios(np.abs(right - conf).sum(axis=1), count)
     n = c["lab_n"].astype(np.int64).tolist()
-    accuracy = _ratios(c["lab_correct"], c["lab_n"])
-    loss = _ratios(c["lab_loss_sum"], c["lab_loss_n"])
-    accepted = _ratios(c["lab_unflagged_wrong"], c["lab_unflagged"])
+    accuracy = ratios(c["lab_correct"], c["lab_n"])
+    loss = ratios(c["lab_loss_sum"], c["lab_loss_n"])
+    accepted = ratios(c["lab_unflagged_wrong"], c["lab_unflagged"])
     rev_n = c["rev_n"].astype(np.int64).tolist()
-    rev_acc = _ratios(c["rev_correct"], c["rev_n"])
+    rev_acc = ratios(c["rev_correct"], c["rev_n"])
     return [
         {
             "labeled": {

@@ -34,6 +34,7 @@ __all__ = [
     "BatchSummary",
     "figures",
     "figures_rows",
+    "ratios",
     "reliability",
     "summarize",
     "summarize_sequences",
@@ -194,7 +195,7 @@ _COUNTS = ("n_items", "n_scored", "flagged", "low_confidence", "high_loss", "mis
            "low_token_probability")  # fmt: skip
 
 
-def _ratios(num: npt.NDArray[np.float64], den: npt.NDArray[np.float64]) -> list[float | None]:
+def ratios(num: npt.NDArray[np.float64], den: npt.NDArray[np.float64]) -> list[float | None]:
     """num / den where den > 0, else None, as Python values."""
     ok = den > 0
     out = np.divide(num, den, out=np.zeros_like(num), where=ok).tolist()
@@ -213,14 +214,14 @@ def figures_rows(
     c = columns
     gaps = np.abs(c["bin_correct_sum"] - c["bin_confidence_sum"]).sum(axis=1)
     binned = c["bin_count"].sum(axis=1)
-    loss = _ratios(c["loss_sum"], c["weight_sum"])
+    loss = ratios(c["loss_sum"], c["weight_sum"])
     scored = (c["n_scored"] > 0).tolist()
     values = {
         "loss_mean": [v if ok else None for v, ok in zip(loss, scored, strict=True)],
-        "confidence_mean": _ratios(c["confidence_sum"], c["confidence_count"]),
-        "flag_rate": _ratios(c["flagged"], c["n_items"]),
-        "accuracy": _ratios(c["correct"], c["n_classified"]),
-        "ece": _ratios(gaps, binned),
+        "confidence_mean": ratios(c["confidence_sum"], c["confidence_count"]),
+        "flag_rate": ratios(c["flagged"], c["n_items"]),
+        "accuracy": ratios(c["correct"], c["n_classified"]),
+        "ece": ratios(gaps, binned),
     }
     counts = {name: c[name].astype(np.int64).tolist() for name in _COUNTS}
     merged = {**counts, **values}

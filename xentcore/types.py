@@ -46,6 +46,8 @@ CONFIDENCE_METHODS: tuple[ConfidenceMethod, ...] = (
 )
 #: Flag reasons, in the order they are listed for an item.
 REASONS: tuple[Reason, ...] = ("low_confidence", "high_loss", "misclassified")
+#: The reasons a sequence is flagged for, in the order of their bit masks.
+SEQUENCE_REASONS = ("low_confidence", "low_token_probability")
 
 #: The default ``clip_eps``: float64 machine epsilon, as scikit-learn's ``log_loss``.
 DEFAULT_EPS = float(np.finfo(np.float64).eps)

@@ -6,7 +6,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -21,7 +21,7 @@ from service.settings import Settings
 from service.store import InvalidCursor, Store, SumsTable
 from service.store.base import decode_cursor, encode_cursor
 from service.store.kept import LabelProblem
-from service.store.windows import plan, top_level
+from service.store.windows import Piece, plan, top_level
 from xentcore.feedback import LABEL_SUMS, label_figures_rows
 from xentcore.summary import BatchSummary, figures, figures_rows, reliability
 
@@ -243,6 +243,13 @@ def _bucket_rows(sums: SumsTable, width: float) -> list[dict[str, Any]]:
     return out
 
 
+def _window_sums(
+    store: Store, stream: str, pieces: Sequence[Piece], width: float | None
+) -> tuple[SumsTable, SumsTable]:
+    """The batch sums and the label sums of a window, in one read slot."""
+    return store.sums(stream, pieces, width), store.sums(stream, pieces, width, labels=True)
+
+
 @dataclass(frozen=True)
 class LabelBlocks:
     """The ``labeled`` and ``reviewed`` blocks of a summary's total and of each bucket."""
@@ -327,8 +334,7 @@ def stream_summary(
     window = plan(
         start if start is not None else end, end, width, raw_horizon=now - settings.retention
     )
-    sums = _read(request, lambda store: store.sums(stream, window.pieces, width))
-    labels = _read(request, lambda store: store.sums(stream, window.pieces, width, labels=True))
+    sums, labels = _read(request, lambda store: _window_sums(store, stream, window.pieces, width))
     total = sums.total()
     feedback = label_blocks(labels, sums.keys)
     if width is None:

@@ -41,7 +41,7 @@ from service.store.schema import (
     label_rollups,
 )
 from xentcore.feedback import LABEL_SUMS, KeptRows, label_contributions, late_outcomes
-from xentcore.types import DEFAULT_EPS
+from xentcore.types import DEFAULT_EPS, REASONS, SEQUENCE_REASONS
 
 __all__ = [
     "Kept",
@@ -589,9 +589,6 @@ def _late_upsert(dialect: str) -> Any:
 
 # --- listing and retention -------------------------------------------------------------------
 
-_SEQUENCE_REASONS = ("low_confidence", "low_token_probability")
-_REASONS = ("low_confidence", "high_loss", "misclassified")
-
 
 def _kept_batches(
     conn: Connection, stream: str, since: float | None, until: float | None, upper: int | None
@@ -615,7 +612,7 @@ def _kept_batches(
 
 def _item(b: KeptBatch, i: int, late: _Late | None) -> dict[str, Any]:
     a = b.arrays
-    names = _SEQUENCE_REASONS if b.task == "sequences" else _REASONS
+    names = SEQUENCE_REASONS if b.task == "sequences" else REASONS
     predicted: Any
     if b.task == "sequences":
         predicted = None
