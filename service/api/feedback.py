@@ -33,7 +33,7 @@ from service.schemas.fields import Int64
 from service.schemas.responses import ItemsResponse, LabelsResponse
 from service.schemas.tensors import Ids
 from service.settings import Settings
-from service.store.kept import LabelCounts, LabelProblem
+from service.store.labels import LabelCounts, LabelProblem
 
 __all__ = ["LabelsRequest", "router"]
 

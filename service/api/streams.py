@@ -20,7 +20,7 @@ from service.schemas import STREAM_PATTERN
 from service.settings import Settings
 from service.store import InvalidCursor, Store, SumsTable
 from service.store.base import decode_cursor, encode_cursor
-from service.store.kept import LabelProblem
+from service.store.labels import LabelProblem
 from service.store.windows import Piece, plan, top_level
 from xentcore.feedback import LABEL_SUMS, label_figures_rows
 from xentcore.summary import BatchSummary, figures, figures_rows, reliability

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from xentcore.summary import BatchSummary
 
 if TYPE_CHECKING:
-    from service.store.kept import Kept, LabelCounts
+    from service.store.kept import Kept
+    from service.store.labels import LabelCounts
     from service.store.payload import FlaggedItems
     from service.store.sums import StreamsTable, SumsTable
     from service.store.windows import Piece

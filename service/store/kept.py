@@ -1,27 +1,26 @@
-"""Kept items and their label sums in SQL (API.md section 9): written with their batch, labelled
-late, listed newest first.
+"""Kept items in SQL (API.md section 9): a batch's kept items as one columnar value, written
+with their batch, and their lookup keys.
 
 A batch's kept items are one columnar value (``xent_kept.payload``, format below): writing
 10,000 items is one insert of their arrays plus one statement that adds their 10,000 lookup
 keys (``xent_item_keys``: (stream, id) -> (batch, position)), expanded by the database itself
-(SQLite ``json_each``, PostgreSQL ``unnest``): no Python work per row. Late labels are rows of
-``xent_item_labels`` (one per labelled item), so a kept batch is never rewritten.
+(SQLite ``json_each``, PostgreSQL ``jsonb_array_elements_text``): no Python work per row. Late
+labels (``service.store.labels``) are rows of ``xent_item_labels``, so a kept batch is never
+rewritten; listing is ``service.store.listing``.
 
 Writes run inside the caller's transaction (:class:`service.store.sql.SqlStore`): a batch, its
-kept items and its label sums commit together, and a labels request is all or nothing.
+kept items and its label sums commit together.
 
 Payload (version 1), little-endian: ``b"XKI1" | uint32 header length | header (JSON) | arrays``;
-the header holds ``task``, ``n``, ``n_classes``, ``classes``, ``audit_rate``, ``ids`` and the
-arrays' ``[name, dtype, shape]``, the arrays are the columns of :class:`KeptRows` (boolean masks
-as uint8, multilabel sets as ``np.packbits`` rows).
+the header holds ``task``, ``n``, ``n_classes``, ``classes``, ``audit_rate``, ``clip_eps``,
+``ids`` and the arrays' ``[name, dtype, shape]``, the arrays are the columns of
+:class:`KeptRows` (boolean masks as uint8, multilabel sets as ``np.packbits`` rows).
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,44 +28,28 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from service.store.schema import (
-    LEVELS,
-    item_keys,
-    item_labels,
-    kept,
-    label_batches,
-    label_rollups,
-)
-from xentcore.feedback import LABEL_SUMS, KeptRows, label_contributions, late_outcomes
-from xentcore.types import DEFAULT_EPS, REASONS, SEQUENCE_REASONS
+from service.store.labelsums import add_label_sums
+from service.store.schema import item_keys, item_labels, kept
+from xentcore.feedback import KeptRows, label_contributions
+from xentcore.types import DEFAULT_EPS
 
 __all__ = [
+    "LOOKUP_CHUNK",
     "Kept",
-    "LabelCounts",
-    "LabelProblem",
     "KeptBatch",
-    "add_label_sums",
-    "apply_labels",
     "decode_kept",
     "encode_kept",
     "expire_items",
-    "expire_label_batches",
     "id_key",
-    "items_page",
     "write_kept",
 ]
 
 _MAGIC = b"XKI1"
 _LENGTH = struct.Struct("<I")
 #: Ids looked up per query (well under SQLite's 32,766 variables).
-_LOOKUP_CHUNK = 5000
-#: Kept batches read per query while filling a page of items.
-_PAGE_BATCHES = 32
-#: Kept batches one page reads at most; a page with fewer items then still has a cursor.
-_SCAN_BATCHES = 256
+LOOKUP_CHUNK = 5000
 
 
 @dataclass(frozen=True)
@@ -270,448 +253,6 @@ def _insert_keys(conn: Connection, stream: str, batch_id: int, ids: Sequence[Any
     )
 
 
-# --- label sums ------------------------------------------------------------------------------
-
-
-@functools.cache
-def _upsert(table: sa.Table, keys: tuple[str, ...], dialect: str) -> Any:
-    """The additive UPSERT of label sums into ``table`` (built once per table and dialect)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c[k] for k in keys],
-        set_={name: table.c[name] + stmt.excluded[name] for name in LABEL_SUMS},
-    )
-
-
-_LEVEL_ORDER = {level: i for i, level in enumerate((0, *LEVELS))}
-_FLOAT_SUMS = frozenset(n for n in LABEL_SUMS if n == "lab_loss_sum" or "conf" in n)
-
-
-def _named(sums: npt.NDArray[np.float64]) -> dict[str, float | int]:
-    return {
-        name: (v if name in _FLOAT_SUMS else round(v))
-        for name, v in zip(LABEL_SUMS, sums.tolist(), strict=True)
-    }
-
-
-def add_label_sums(
-    conn: Connection,
-    stream: str,
-    task: str,
-    per_batch: Sequence[tuple[int, float, npt.NDArray[np.float64]]],
-) -> None:
-    """Add ``sums`` (a vector over LABEL_SUMS) to each (batch id, batch time)'s row and to the
-    stream's rollup rows of those times (additive UPSERTs; rollup rows in one fixed order, so
-    concurrent writers lock them alike)."""
-    dialect = conn.dialect.name
-    batch_rows = []
-    periods: dict[tuple[int, int], npt.NDArray[np.float64]] = {}
-    for batch_id, t, sums in sorted(per_batch, key=lambda b: b[0]):
-        batch_rows.append(
-            {"batch_id": batch_id, "stream": stream, "time": t, "task": task, **_named(sums)}
-        )
-        for level, start in ((0, 0), *((lv, math.floor(t / lv) * lv) for lv in LEVELS)):
-            key = (level, start)
-            periods[key] = periods[key] + sums if key in periods else sums.copy()
-    conn.execute(_upsert(label_batches, ("batch_id",), dialect), batch_rows)
-    ordered = sorted(periods.items(), key=lambda kv: (_LEVEL_ORDER[kv[0][0]], kv[0][1]))
-    conn.execute(
-        _upsert(label_rollups, ("stream", "level", "start", "task"), dialect),
-        [
-            {"stream": stream, "level": lv, "start": st, "task": task, **_named(sums)}
-            for (lv, st), sums in ordered
-        ],
-    )
-
-
-# --- late labels -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LabelCounts:
-    """What a labels request did (API.md section 9); ``correct``: matched labels that agreed
-    with the item's prediction (the realized-accuracy metric)."""
-
-    matched: int
-    replaced: int
-    unknown: int
-    unknown_ids: list[Any]
-    correct: int = 0
-
-
-class LabelProblem(ValueError):
-    """A label of the wrong form for its item: ``index`` into the request's labels."""
-
-    def __init__(self, index: int, reason: str) -> None:
-        super().__init__(f"labels[{index}]: {reason}")
-        self.index = index
-        self.reason = reason
-
-
-def _newest(conn: Connection, stream: str, keys: list[str]) -> dict[str, tuple[int, int]]:
-    """(batch id, position) of the newest kept item of ``stream`` for each key that has one."""
-    found: dict[str, tuple[int, int]] = {}
-    unique = list(dict.fromkeys(keys))
-    for lo in range(0, len(unique), _LOOKUP_CHUNK):
-        q = sa.select(item_keys.c.item_id, item_keys.c.batch_id, item_keys.c.idx).where(
-            item_keys.c.stream == stream,
-            item_keys.c.item_id.in_(unique[lo : lo + _LOOKUP_CHUNK]),
-        )
-        for key, batch_id, idx in conn.execute(q):
-            at = (int(batch_id), int(idx))
-            if key not in found or at > found[key]:
-                found[key] = at
-    return found
-
-
-def _locked(conn: Connection, batch_ids: Sequence[int]) -> list[int]:
-    """The kept batches among ``batch_ids`` that still exist, locked until the end of the
-    transaction on PostgreSQL (``FOR UPDATE``, in id order: concurrent requests on the same
-    items take turns, and never deadlock on them)."""
-    ids = sorted(set(batch_ids))
-    if conn.dialect.name != "postgresql":
-        return ids
-    out: list[int] = []
-    for lo in range(0, len(ids), _LOOKUP_CHUNK):
-        q = (
-            sa.select(kept.c.batch_id)
-            .where(kept.c.batch_id.in_(ids[lo : lo + _LOOKUP_CHUNK]))
-            .order_by(kept.c.batch_id)
-            .with_for_update()
-        )
-        out.extend(int(b) for b in conn.execute(q).scalars())
-    return out
-
-
-def _load(conn: Connection, batch_ids: Sequence[int]) -> dict[int, KeptBatch]:
-    out: dict[int, KeptBatch] = {}
-    ids = sorted(set(batch_ids))
-    for lo in range(0, len(ids), _LOOKUP_CHUNK):
-        q = sa.select(kept.c.batch_id, kept.c.time, kept.c.payload).where(
-            kept.c.batch_id.in_(ids[lo : lo + _LOOKUP_CHUNK])
-        )
-        for batch_id, t, payload in conn.execute(q):
-            out[int(batch_id)] = decode_kept(int(batch_id), float(t), bytes(payload))
-    return out
-
-
-@dataclass(frozen=True)
-class _Late:
-    label: int | None
-    label_set: bytes | None
-    loss: float | None
-    correct: bool
-
-
-def _late_labels(conn: Connection, batch_ids: Sequence[int]) -> dict[tuple[int, int], _Late]:
-    out: dict[tuple[int, int], _Late] = {}
-    ids = sorted(set(batch_ids))
-    for lo in range(0, len(ids), _LOOKUP_CHUNK):
-        q = sa.select(
-            item_labels.c.batch_id,
-            item_labels.c.idx,
-            item_labels.c.label,
-            item_labels.c.label_set,
-            item_labels.c.loss,
-            item_labels.c.correct,
-        ).where(item_labels.c.batch_id.in_(ids[lo : lo + _LOOKUP_CHUNK]))
-        for b, i, label, label_set, loss, correct in conn.execute(q):
-            out[(int(b), int(i))] = _Late(
-                None if label is None else int(label),
-                None if label_set is None else bytes(label_set),
-                None if loss is None else float(loss),
-                bool(correct),
-            )
-    return out
-
-
-def _label_value(batch: KeptBatch, value: Any, i: int) -> Any:
-    """The stored label of a late ``value`` for an item of ``batch``; LabelProblem if wrong."""
-    task, k, classes = batch.task, batch.n_classes, batch.classes
-    if task == "multilabel":
-        if (
-            not isinstance(value, list)
-            or len(value) != k
-            or any(isinstance(v, bool) or v not in (0, 1) for v in value)
-        ):
-            raise LabelProblem(i, f"a multilabel item needs a list of {k} values 0 or 1")
-        return np.array(value, dtype=bool)
-    if isinstance(value, str):
-        if classes is None or value not in classes:
-            known = "no class_names" if classes is None else f"class_names {classes[:10]}"
-            raise LabelProblem(i, f"{value!r} is not a class of this item ({known})")
-        return classes.index(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise LabelProblem(i, "must be a class index, a class name, 0/1, or a list of 0/1")
-    if task in ("binary", "sequences") and value not in (0, 1):
-        what = "a verdict" if task == "sequences" else "a binary label"
-        raise LabelProblem(i, f"{what} must be 0 or 1, got {value}")
-    if task == "multiclass" and not 0 <= value < k:
-        raise LabelProblem(i, f"class index {value} out of range [0, {k})")
-    return value
-
-
-@dataclass
-class _Matched:
-    """The matched labels of one kept batch: request indices, positions, stored values."""
-
-    batch: KeptBatch
-    request: list[int]
-    idx: list[int]
-    values: list[Any]
-
-
-def apply_labels(
-    conn: Connection, *, stream: str, ids: Sequence[Any], labels: Sequence[Any]
-) -> LabelCounts:
-    """Apply late labels to the newest kept item of each id (inside the caller's transaction;
-    LabelProblem before anything is written when a label does not fit its item)."""
-    keys = [id_key(v) for v in ids]
-    if conn.dialect.name != "postgresql":
-        # SQLite: take the database's write lock before reading anything, so concurrent
-        # labels requests (and retention) run one after the other on what they read
-        conn.execute(sa.text("UPDATE xent_kept SET n = n WHERE 0"))
-    found = _newest(conn, stream, keys)
-    batches = _load(conn, _locked(conn, [b for b, _ in found.values()]))
-    groups: dict[int, _Matched] = {}
-    unknown_ids: list[Any] = []
-    n_unknown = 0
-    for i, key in enumerate(keys):
-        at = found.get(key)
-        batch = None if at is None else batches.get(at[0])
-        if at is None or batch is None:
-            n_unknown += 1
-            if len(unknown_ids) < 100:
-                unknown_ids.append(ids[i])
-            continue
-        group = groups.setdefault(at[0], _Matched(batch, [], [], []))
-        group.request.append(i)
-        group.idx.append(at[1])
-        group.values.append(_label_value(batch, labels[i], i))
-    if not groups:
-        return LabelCounts(0, 0, n_unknown, unknown_ids)
-    late = _late_labels(conn, list(groups))
-    deltas: dict[str, list[tuple[int, float, npt.NDArray[np.float64]]]] = {}
-    params: list[dict[str, Any]] = []
-    matched = replaced = n_correct = 0
-    for batch_id in sorted(groups):
-        g = groups[batch_id]
-        loss, correct, delta, had = _score_group(g, late)
-        matched += len(g.idx)
-        replaced += had
-        n_correct += int(correct.sum())
-        deltas.setdefault(g.batch.task, []).append((batch_id, g.batch.time, delta))
-        for idx, value, lo, ok in zip(
-            g.idx, g.values, loss.tolist(), correct.tolist(), strict=True
-        ):
-            multi = isinstance(value, np.ndarray)
-            params.append(
-                {
-                    "batch_id": batch_id,
-                    "idx": idx,
-                    "label": None if multi else int(value),
-                    "label_set": np.packbits(value).tobytes() if multi else None,
-                    "loss": None if lo != lo else lo,
-                    "correct": int(ok),
-                }
-            )
-    params.sort(key=lambda p: (p["batch_id"], p["idx"]))
-    _upsert_late(conn, params)
-    for task, per in sorted(deltas.items()):
-        add_label_sums(conn, stream, task, per)
-    return LabelCounts(matched, replaced, n_unknown, unknown_ids, n_correct)
-
-
-def _score_group(
-    g: _Matched, late: dict[tuple[int, int], _Late]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.float64], int]:
-    """(loss, correct) of the group's new labels, the difference of the batch's label sums
-    (new minus old) and how many items had a label before."""
-    b = g.batch
-    a = b.arrays
-    idx = np.array(g.idx, dtype=np.int64)
-    rows = a["row"][idx] if "row" in a else None
-    predicted_set = None
-    if b.task == "multilabel":
-        predicted_set = np.unpackbits(a["predicted_set"][idx], axis=1, count=b.n_classes).astype(
-            bool
-        )
-        values = np.stack(g.values)
-    else:
-        values = np.array(g.values, dtype=np.int64)
-    loss, correct = late_outcomes(
-        b.task, a["predicted"][idx], values, rows=rows, predicted_set=predicted_set, eps=b.eps
-    )
-    # in the calibration set: audited, or labelled in its own batch (not an ignored item)
-    cal = (a["audit"][idx] == 1) | (a["labeled"][idx] == 1)
-    top = a["top_prob"][idx]
-    flagged = a["flagged"][idx] == 1
-    new = label_contributions(
-        correct=correct, loss=loss, top_prob=top, flagged=flagged, in_calibration=cal
-    )
-    old_loss = a["loss"][idx].copy()
-    old_correct = a["correct"][idx] == 1
-    had = a["labeled"][idx] == 1
-    for j, i in enumerate(g.idx):
-        prev = late.get((b.batch_id, i))
-        if prev is not None:
-            old_loss[j] = math.nan if prev.loss is None else prev.loss
-            old_correct[j] = prev.correct
-            had[j] = True
-    old = label_contributions(
-        correct=old_correct, loss=old_loss, top_prob=top, flagged=flagged, in_calibration=cal
-    )
-    delta = (new - np.where(had[:, None], old, 0.0)).sum(axis=0)
-    return loss, correct, delta, int(had.sum())
-
-
-def _upsert_late(conn: Connection, params: list[dict[str, Any]]) -> None:
-    conn.execute(_late_upsert(conn.dialect.name), params)
-
-
-@functools.cache
-def _late_upsert(dialect: str) -> Any:
-    """INSERT a late label, or replace the item's previous one."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(item_labels)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[item_labels.c.batch_id, item_labels.c.idx],
-        set_={
-            "label": stmt.excluded.label,
-            "label_set": stmt.excluded.label_set,
-            "loss": stmt.excluded.loss,
-            "correct": stmt.excluded.correct,
-        },
-    )
-    return stmt
-
-
-# --- listing and retention -------------------------------------------------------------------
-
-
-def _kept_batches(
-    conn: Connection, stream: str, since: float | None, until: float | None, upper: int | None
-) -> Iterator[tuple[int, float, bytes]]:
-    """(batch id, time, payload) of the stream's kept batches, newest first, a few at a time."""
-    while True:
-        q = sa.select(kept.c.batch_id, kept.c.time, kept.c.payload).where(kept.c.stream == stream)
-        if since is not None:
-            q = q.where(kept.c.time >= since)
-        if until is not None:
-            q = q.where(kept.c.time < until)
-        if upper is not None:
-            q = q.where(kept.c.batch_id <= upper)
-        rows = conn.execute(q.order_by(kept.c.batch_id.desc()).limit(_PAGE_BATCHES)).all()
-        for batch_id, t, payload in rows:
-            yield int(batch_id), float(t), bytes(payload)
-        if len(rows) < _PAGE_BATCHES:
-            return
-        upper = int(rows[-1][0]) - 1
-
-
-def _item(b: KeptBatch, i: int, late: _Late | None) -> dict[str, Any]:
-    a = b.arrays
-    names = SEQUENCE_REASONS if b.task == "sequences" else REASONS
-    predicted: Any
-    if b.task == "sequences":
-        predicted = None
-    elif b.task == "multilabel":
-        predicted = b.shown_set(a["predicted_set"][i])
-    else:
-        predicted = b.shown_class(int(a["predicted"][i]))
-    label: Any = None
-    source = None
-    loss: float | None = None
-    correct: bool | None = None
-    if late is not None:
-        source, loss, correct = "late", late.loss, late.correct
-        if late.label_set is not None:
-            label = b.shown_set(np.frombuffer(late.label_set, dtype=np.uint8))
-        elif late.label is not None:
-            label = late.label if b.task == "sequences" else b.shown_class(late.label)
-    elif a["labeled"][i]:
-        source, correct = "batch", bool(a["correct"][i])
-        value = float(a["loss"][i])
-        loss = None if math.isnan(value) else value
-        label = (
-            b.shown_set(a["label_set"][i])
-            if "label_set" in a
-            else b.shown_class(int(a["label"][i]))
-        )
-    conf = float(a["confidence"][i])
-    out: dict[str, Any] = {
-        "id": b.ids[i],
-        "time": b.time,
-        "index": i,
-        "predicted": predicted,
-        "confidence": None if math.isnan(conf) else conf,
-        "flagged": bool(a["flagged"][i]),
-        "reasons": [n for k, n in enumerate(names) if int(a["reasons"][i]) >> k & 1],
-        "audit": bool(a["audit"][i]),
-        "label": label,
-        "label_source": source,
-        "loss": loss,
-        "correct": correct,
-    }
-    if b.task == "sequences":
-        out["nll"] = float(a["nll"][i])
-        out["n_tokens"] = int(a["n_tokens"][i])
-    return out
-
-
-def items_page(
-    conn: Connection,
-    *,
-    stream: str,
-    since: float | None,
-    until: float | None,
-    audit: bool | None,
-    labeled: bool | None,
-    flagged: bool | None,
-    limit: int,
-    at: tuple[int, int] | None,
-) -> tuple[list[dict[str, Any]], tuple[int, int] | None]:
-    """One page of kept items, newest first (batches by id downwards, items by position
-    downwards), and where the next page starts: (batch id, items of it already passed).
-
-    A page reads at most ``_SCAN_BATCHES`` kept batches: with selective filters (a review
-    queue that is nearly empty) it may hold fewer items than ``limit``, or none, and still
-    carry a cursor; the last page has none."""
-    out: list[dict[str, Any]] = []
-    at_batch, skip = at if at is not None else (None, 0)
-    passed: tuple[int, int] | None = None  # the last batch read whole
-    for scanned, (batch_id, t, payload) in enumerate(
-        _kept_batches(conn, stream, since, until, at_batch)
-    ):
-        if scanned == _SCAN_BATCHES and passed is not None:  # bounded work per page
-            return out, passed
-        b = decode_kept(batch_id, t, payload)
-        passed = (batch_id, b.n)
-        start = skip if batch_id == at_batch else 0
-        order = np.arange(b.n - 1 - start, -1, -1)
-        late = _late_labels(conn, [batch_id])
-        late_idx = np.array(sorted(i for (_, i) in late), dtype=np.int64)
-        keep = np.ones(order.shape[0], dtype=bool)
-        if audit is not None:
-            keep &= (b.arrays["audit"][order] == 1) == audit
-        if flagged is not None:
-            keep &= (b.arrays["flagged"][order] == 1) == flagged
-        if labeled is not None:
-            has = (b.arrays["labeled"][order] == 1) | np.isin(order, late_idx)
-            keep &= has == labeled
-        picked = order[keep]
-        room = limit - len(out)
-        for i in picked[:room].tolist():
-            out.append(_item(b, i, late.get((batch_id, i))))
-        if len(out) >= limit:
-            if len(picked) > room:
-                shown = int(np.flatnonzero(keep)[room - 1]) + 1 + start
-                return out, (batch_id, shown)
-            return out, (batch_id, b.n)  # the next page starts with the next batch
-    return out, None
-
-
 def expire_items(conn: Connection, cutoff: float, chunk: int) -> tuple[int, bool]:
     """Delete up to ``chunk`` of the oldest kept batches older than ``cutoff``, with their
     lookup keys and late labels; returns (items deleted, more left)."""
@@ -727,23 +268,3 @@ def expire_items(conn: Connection, cutoff: float, chunk: int) -> tuple[int, bool
         conn.execute(item_labels.delete().where(item_labels.c.batch_id.in_(ids)))
         conn.execute(kept.delete().where(kept.c.batch_id.in_(ids)))
     return sum(int(r[1]) for r in rows), len(ids) == chunk
-
-
-def expire_label_batches(conn: Connection, cutoff: float, chunk: int) -> bool:
-    """Delete up to ``chunk`` per-batch label sums older than ``cutoff``; True if more are left.
-
-    They go with the raw rows (``XENT_RETENTION``): a window's edges are read from raw rows
-    within that horizon only, and the rollups keep the sums."""
-    ids = (
-        conn.execute(
-            sa.select(label_batches.c.batch_id)
-            .where(label_batches.c.time < cutoff)
-            .order_by(label_batches.c.time)
-            .limit(chunk)
-        )
-        .scalars()
-        .all()
-    )
-    if ids:
-        conn.execute(label_batches.delete().where(label_batches.c.batch_id.in_(ids)))
-    return len(ids) == chunk

@@ -15,7 +15,8 @@ from service.store.base import (
     StoreUnavailable,
     decode_cursor,
 )
-from service.store.kept import Kept, LabelCounts
+from service.store.kept import Kept
+from service.store.labels import LabelCounts
 from service.store.payload import FlaggedItems
 from service.store.sums import StreamsTable, SumsTable
 from service.store.windows import Piece

@@ -35,15 +35,10 @@ from service.store.base import (
     decode_cursor,
     encode_cursor,
 )
-from service.store.kept import (
-    Kept,
-    LabelCounts,
-    apply_labels,
-    expire_items,
-    expire_label_batches,
-    items_page,
-    write_kept,
-)
+from service.store.kept import Kept, expire_items, write_kept
+from service.store.labels import LabelCounts, apply_labels
+from service.store.labelsums import expire_label_batches
+from service.store.listing import items_page
 from service.store.migrate import upgrade
 from service.store.payload import FlaggedItems, decode, encode
 from service.store.schema import (
@@ -577,7 +572,7 @@ class SqlStore:
 
     def label(self, stream: str, ids: Sequence[Any], labels: Sequence[Any]) -> LabelCounts:
         """Apply late labels to the stream's newest kept item of each id, all or nothing
-        (:func:`service.store.kept.apply_labels`; ``LabelProblem`` writes nothing)."""
+        (:func:`service.store.labels.apply_labels`; ``LabelProblem`` writes nothing)."""
         with self._tx() as conn:
             return apply_labels(conn, stream=stream, ids=ids, labels=labels)
 

@@ -205,9 +205,9 @@ def test_a_page_reads_a_bounded_number_of_batches(
 ) -> None:
     """With a selective filter a page may come back short (even empty) with a cursor; paging
     on lists every matching item once."""
-    import service.store.kept as kept_module
+    import service.store.listing as listing
 
-    monkeypatch.setattr(kept_module, "_SCAN_BATCHES", 2)
+    monkeypatch.setattr(listing, "_SCAN_BATCHES", 2)
     z = np.array([[2.0, 0.0], [0.0, 2.0]])
     for b in range(7):
         audit = 1.0 if b in (1, 5) else 0.0
