@@ -20,8 +20,8 @@ from service.metrics import StreamMetrics
 from service.store import Store
 from service.store.kept import Kept
 from service.store.payload import ClassColumn, FlaggedItems, class_dtype, reason_bits
-from xentcore.feedback import keep_batch, keep_sequences
 from xentcore.flags import truth_columns
+from xentcore.keep import keep_batch, keep_sequences
 from xentcore.score import ScoreResult
 from xentcore.sequences import SequenceResult
 from xentcore.summary import BatchSummary, summarize, summarize_sequences

@@ -14,7 +14,14 @@ from xentcore.types import F64, REASONS, Bool, FlagRules
 if TYPE_CHECKING:  # score.py imports this module: the type only
     from xentcore.score import ScoreResult
 
-__all__ = ["FlagMasks", "apply_rules", "flagged_rows", "reason_lists", "truth_columns"]
+__all__ = [
+    "FlagMasks",
+    "apply_rules",
+    "flagged_rows",
+    "reason_bits",
+    "reason_lists",
+    "truth_columns",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,16 @@ def apply_rules(
     else:
         mis = off
     return FlagMasks(low, high, mis, low | high | mis)
+
+
+def reason_bits(masks: Sequence[Bool]) -> npt.NDArray[np.uint8]:
+    """One uint8 per item from up to 8 boolean masks (mask b -> bit b)."""
+    if len(masks) > 8:
+        raise ValueError("at most 8 reasons fit a uint8 mask")
+    out = np.zeros(masks[0].shape[0] if masks else 0, dtype=np.uint8)
+    for b, mask in enumerate(masks):
+        out |= mask.astype(np.uint8) << np.uint8(b)
+    return out
 
 
 def reason_lists(masks: FlagMasks, indices: npt.NDArray[np.intp] | None = None) -> list[list[str]]:

@@ -32,7 +32,8 @@ from sqlalchemy.engine import Connection
 
 from service.store.labelsums import add_label_sums
 from service.store.schema import item_keys, item_labels, kept
-from xentcore.feedback import KeptRows, label_contributions
+from xentcore.feedback import label_contributions
+from xentcore.keep import KeptRows
 from xentcore.types import DEFAULT_EPS
 
 __all__ = [

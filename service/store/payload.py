@@ -29,7 +29,6 @@ half of it is flagged: no gather, and at most twice the ids needed).
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from xentcore.flags import reason_bits
 from xentcore.types import F64
 
 __all__ = ["ClassColumn", "FlaggedItems", "decode", "encode", "reason_bits"]
@@ -109,16 +109,6 @@ class FlaggedItems:
             values = picked.astype(object)
         values[none] = None
         return list(values.tolist())
-
-
-def reason_bits(masks: Sequence[npt.NDArray[np.bool_]]) -> npt.NDArray[np.uint8]:
-    """One uint8 per item from up to 8 boolean masks (mask b -> bit b)."""
-    if len(masks) > 8:
-        raise ValueError("at most 8 reasons fit a uint8 mask")
-    out = np.zeros(masks[0].shape[0] if masks else 0, dtype=np.uint8)
-    for b, mask in enumerate(masks):
-        out |= mask.astype(np.uint8) << np.uint8(b)
-    return out
 
 
 def class_dtype(n_classes: int) -> np.dtype[Any]:

@@ -12,14 +12,13 @@ import xentcore as xc
 from xentcore.feedback import (
     LABEL_SUMS,
     audit_mask,
-    keep_batch,
-    keep_sequences,
     label_contributions,
     label_figures_rows,
     labeled_figures,
     late_outcomes,
     reviewed_figures,
 )
+from xentcore.keep import keep_batch, keep_sequences
 from xentcore.types import ScoreOptions
 from xentcore.validate import check_batch
 
