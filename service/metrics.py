@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 
 from prometheus_client import (
     REGISTRY,
@@ -32,6 +31,7 @@ from prometheus_client.core import HistogramMetricFamily, Metric, Sample
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 
+from service.deadworkers import forget_dead_processes
 from xentcore.histogram import bucket_counts
 from xentcore.score import ScoreResult
 from xentcore.sequences import SequenceResult
@@ -202,6 +202,19 @@ class _Folded:
         return fold_histograms(self._source.collect(), self._histograms)  # type: ignore[no-untyped-call]
 
 
+def _label_counters(reg: CollectorRegistry) -> tuple[Counter, Counter]:
+    """Late labels applied, and those that agreed with the prediction, by stream."""
+    received = "Late labels applied to kept items, by stream (API.md section 9)"
+    correct = (
+        "Late labels that agreed with the item's prediction: realized accuracy = "
+        "rate(xent_stream_labels_correct_total) / rate(xent_stream_labels_total)"
+    )
+    return (
+        Counter("xent_stream_labels_total", received, ["stream"], registry=reg),
+        Counter("xent_stream_labels_correct_total", correct, ["stream"], registry=reg),
+    )
+
+
 class StreamMetrics:
     """Per-stream Prometheus series, with the number of distinct stream labels capped."""
 
@@ -248,19 +261,7 @@ class StreamMetrics:
             ["what"],
             registry=reg,
         )
-        self.labels_received = Counter(
-            "xent_stream_labels_total",
-            "Late labels applied to kept items, by stream (API.md section 9)",
-            ["stream"],
-            registry=reg,
-        )
-        self.labels_correct = Counter(
-            "xent_stream_labels_correct_total",
-            "Late labels that agreed with the item's prediction: realized accuracy = "
-            "rate(xent_stream_labels_correct_total) / rate(xent_stream_labels_total)",
-            ["stream"],
-            registry=reg,
-        )
+        self.labels_received, self.labels_correct = _label_counters(reg)
         self.retention_errors = Counter(
             "xent_store_retention_errors_total",
             "Retention passes that failed (retried at the next interval)",
@@ -357,7 +358,7 @@ class Metrics:
         """The Prometheus text exposition: this registry, or the sum over all workers' files."""
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
-        _forget_dead_processes(self.multiprocess_dir)
+        forget_dead_processes(self.multiprocess_dir)
         merged = MultiProcessCollector(None, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(_Folded(merged, self.streams.histograms))
 
@@ -374,30 +375,3 @@ def multiprocess_dir() -> str | None:
     if values.ValueClass is values.MutexValue:
         return None
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
-def _forget_dead_processes(directory: str) -> None:
-    """Delete the ``live*`` gauge files of workers that have died (a killed or restarted one).
-
-    What ``prometheus_client.multiprocess.mark_process_dead`` does, for every dead pid: uvicorn
-    has no hook on a worker's death, so each scrape looks. Without it a worker killed with
-    requests in flight would leave ``xent_scoring_in_flight`` above zero for good. Counter,
-    histogram and ``sum`` gauge files stay: what a dead worker counted still counts.
-    """
-    for path in Path(directory).glob("gauge_live*_*.db"):
-        pid = path.stem.rpartition("_")[2]
-        if pid.isdigit() and not _alive(int(pid)):
-            path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    """True unless ``pid`` surely is no process (never guesses "dead" off POSIX)."""
-    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists, under another user
-        return True
-    return True

@@ -7,12 +7,9 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-import numpy as np
-import numpy.typing as npt
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from service.durations import parse_duration
@@ -22,7 +19,7 @@ from service.store import InvalidCursor, Store, SumsTable
 from service.store.base import decode_cursor, encode_cursor
 from service.store.labels import LabelProblem
 from service.store.windows import Piece, plan, top_level
-from xentcore.feedback import LABEL_SUMS, label_figures_rows
+from xentcore.feedback import label_figures_rows
 from xentcore.summary import BatchSummary, figures, figures_rows, reliability
 
 __all__ = ["parse_bucket", "parse_cursor", "parse_time", "router"]
@@ -250,28 +247,6 @@ def _window_sums(
     return store.sums(stream, pieces, width), store.sums(stream, pieces, width, labels=True)
 
 
-@dataclass(frozen=True)
-class LabelBlocks:
-    """The ``labeled`` and ``reviewed`` blocks of a summary's total and of each bucket."""
-
-    total: dict[str, Any]
-    rows: list[dict[str, Any]]
-
-
-def label_blocks(labels: SumsTable, keys: npt.NDArray[np.int64]) -> LabelBlocks:
-    """The label figures (API.md section 9) of the buckets ``keys`` (in order; a bucket with
-    no label sums shows n = 0) and of their total."""
-    matrix = np.zeros((keys.shape[0], len(LABEL_SUMS)))
-    if len(labels):
-        at = np.searchsorted(keys, labels.keys)
-        found = (at < keys.shape[0]) & (keys[np.minimum(at, keys.shape[0] - 1)] == labels.keys)
-        matrix[at[found]] = labels.values[found]
-    total = (
-        labels.values.sum(axis=0, keepdims=True) if len(labels) else np.zeros((1, matrix.shape[1]))
-    )
-    return LabelBlocks(label_figures_rows(total)[0], label_figures_rows(matrix))
-
-
 def _bucket_count(start: float, end: float, width: float) -> int:
     """Buckets of ``width`` (aligned to the epoch) that [start, end) touches."""
     return math.ceil(end / width) - math.floor(start / width)
@@ -335,20 +310,35 @@ def stream_summary(
         start if start is not None else end, end, width, raw_horizon=now - settings.retention
     )
     sums, labels = _read(request, lambda store: _window_sums(store, stream, window.pieces, width))
-    total = sums.total()
-    feedback = label_blocks(labels, sums.keys)
-    if width is None:
-        first = window.since if t0 is not None or start is None else start
-        buckets = [_bucket_row(first, window.until, total)] if len(sums) else []
-    else:
-        buckets = _bucket_rows(sums, width)
-    for row, blocks in zip(buckets, feedback.rows, strict=True):
-        row.update(blocks)
+    # without a bucket, the one bucket starts at `since`, else at the first batch
+    first = window.since if t0 is not None or start is None else start
+    answer = _summary(sums, labels, width, first, window.until)
     return {
         "stream": stream,
         "since": None if t0 is None else iso(window.since),
         "until": iso(window.until),
-        "total": {**figures(total), "reliability": reliability(total), **feedback.total},
+        **answer,
+    }
+
+
+def _summary(
+    sums: SumsTable, labels: SumsTable, width: float | None, first: float, until: float
+) -> dict[str, Any]:
+    """``total`` and ``buckets`` of a summary from the window's batch and label sums."""
+    total = sums.total()
+    per_bucket = label_figures_rows(labels.aligned(sums.keys))
+    if width is None:
+        buckets = [_bucket_row(first, until, total)] if len(sums) else []
+    else:
+        buckets = _bucket_rows(sums, width)
+    for row, blocks in zip(buckets, per_bucket, strict=True):
+        row.update(blocks)
+    return {
+        "total": {
+            **figures(total),
+            "reliability": reliability(total),
+            **label_figures_rows(labels.values.sum(axis=0, keepdims=True))[0],
+        },
         "buckets": buckets,
     }
 

@@ -43,6 +43,17 @@ class SumsTable:
             out[field] = v[..., [_INDEX[n] for n in names]]
         return out
 
+    def aligned(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """The sums of the rows of ``keys`` (sorted), one row per key: zeros where this table
+        has none (label sums are absent from buckets nothing was labelled in)."""
+        out = np.zeros((keys.shape[0], self.values.shape[1]))
+        if keys.shape[0] == 0 or len(self) == 0:
+            return out
+        at = np.searchsorted(keys, self.keys)
+        found = (at < keys.shape[0]) & (keys[np.minimum(at, keys.shape[0] - 1)] == self.keys)
+        out[at[found]] = self.values[found]
+        return out
+
     def total(self) -> BatchSummary:
         """Every row added up."""
         return summary_from_columns(self.columns(self.values.sum(axis=0, keepdims=True)), 0)
