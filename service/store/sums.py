@@ -6,19 +6,22 @@ numpy passes (``xentcore.summary.figures_rows``), not one Python object per row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import sqlalchemy as sa
 
 from service.store.base import StreamInfo, Sums
-from service.store.schema import BIN_COLUMNS, SUM_COLUMNS
+from service.store.schema import BIN_COLUMNS, COUNT_COLUMNS, SUM_COLUMNS
 from xentcore.summary import BIN_FIELDS, SCALAR_FIELDS, BatchSummary, summary_from_columns
 
-__all__ = ["StreamsTable", "SumsTable", "group_rows"]
+__all__ = ["StreamsTable", "SumsTable", "group_rows", "summary_of", "summary_values"]
 
 _INDEX = {name: i for i, name in enumerate(SUM_COLUMNS)}
+_SCALARS = tuple(c for c in SUM_COLUMNS if not c.startswith("bin_"))
 
 
 @dataclass(frozen=True)
@@ -89,3 +92,27 @@ def group_rows(rows: Sequence[Sequence[float]], width: int | None = None) -> Sum
     sums = np.zeros((keys.shape[0], data.shape[1] - 1))
     np.add.at(sums, inverse, data[:, 1:])
     return SumsTable(keys, sums[:, 0].astype(np.int64), sums[:, 1:])
+
+
+def summary_values(s: BatchSummary) -> dict[str, Any]:
+    """The column values of a summary (bins spread over their 45 columns)."""
+    out: dict[str, Any] = {name: getattr(s, name) for name in _SCALARS}
+    for names, values in zip(
+        BIN_COLUMNS, (s.bin_count, s.bin_confidence_sum, s.bin_correct_sum), strict=True
+    ):
+        out.update(zip(names, values, strict=True))
+    for name in BIN_COLUMNS[0]:
+        out[name] = int(out[name])
+    return out
+
+
+def summary_of(row: Mapping[str, Any] | sa.RowMapping) -> BatchSummary:
+    """The summary held by a row of sums (SUM over no rows = NULL = 0)."""
+    scalars: dict[str, Any] = {
+        name: (int(row[name] or 0) if name in COUNT_COLUMNS else float(row[name] or 0.0))
+        for name in _SCALARS
+    }
+    count, conf, correct = ([float(row[name] or 0.0) for name in names] for names in BIN_COLUMNS)
+    return BatchSummary(
+        **scalars, bin_count=count, bin_confidence_sum=conf, bin_correct_sum=correct
+    )
