@@ -612,16 +612,21 @@ def _match_brackets(t: U8, pos: Ints, d: npt.NDArray[np.int16], st: _ScanState) 
     st.open_kinds = stack
 
 
+def _find_start(buf: U8, off: int, end: int, out: _Outline) -> None:
+    """The object's opening brace, once the first byte that is not blank is in the chunk."""
+    first = next_byte(buf, off)
+    if first < end:
+        if buf[first] != _LCU:
+            raise _Malformed("expected an object", first)
+        out.start = first
+
+
 def _scan_chunk(
     buf: U8, off: int, end: int, st: _ScanState, out: _Outline, masks: _Masks, *, root: bool
 ) -> None:
     pos = _tokens(buf, off, end, st, masks)
     if out.start < 0:
-        first = next_byte(buf, off)
-        if first < end:
-            if buf[first] != _LCU:
-                raise _Malformed("expected an object", first)
-            out.start = first
+        _find_start(buf, off, end, out)
     if pos.size == 0:
         return
     if st.closed:
