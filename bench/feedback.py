@@ -12,7 +12,11 @@ Per backend, over HTTP against one ``xent serve`` (1 worker) on a fresh store, i
    items and their label sums written in one transaction). Target: B / A <= 2.
 2. The same in process: ``xentcore.score`` (A) against building the kept rows and flagged
    items and ``SqlStore.record`` (B), to show where the time goes.
-3. ``POST /v1/streams/{s}/labels`` of 10,000 late labels: median milliseconds.
+3. The indexer (``service.indexing``), which writes the items' lookup keys off the request
+   path: how long after the last recorded batch the server's queue is empty, and in process the
+   milliseconds of ``SqlStore.index_items`` per 10,000-item batch.
+4. ``POST /v1/streams/{s}/labels`` of 10,000 late labels: median milliseconds, over HTTP on
+   indexed batches and in process on a batch still queued (its ids read) against an indexed one.
 
 Prints the CPU model and a Markdown table per backend.
 """
@@ -30,7 +34,7 @@ import argparse  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Iterator, Sequence  # noqa: E402
+from collections.abc import Callable, Iterator, Sequence  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
 import httpx  # noqa: E402
@@ -79,6 +83,7 @@ def over_http(url: str, repeats: int) -> list[tuple[str, str]]:
         for _ in range(repeats):
             without.append(post(client, plain))
             with_.append(post(client, kept))
+        drained = wait_indexed(client, (repeats + 1) * N)
         labels = orjson.dumps({"ids": ids, "labels": ((y + 1) % K).tolist()})
         late = [
             post(client, labels, "/v1/streams/kept/labels") for _ in range(max(3, repeats // 2))
@@ -92,10 +97,31 @@ def over_http(url: str, repeats: int) -> list[tuple[str, str]]:
             f"{'PASS' if ratio <= TARGET else 'FAIL'} (target <= {TARGET}x)",
         ),
         (
+            f"indexer: queue empty after the last of {repeats + 1} batches (ms)",
+            f"{drained:.0f}",
+        ),
+        (
             f"POST /v1/streams/kept/labels, {N:,} late labels (median ms)",
             f"{statistics.median(late):.1f}",
         ),
     ]
+
+
+def indexed_total(client: httpx.Client) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("xent_store_indexed_items_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def wait_indexed(client: httpx.Client, items: int, timeout: float = 120.0) -> float:
+    """Milliseconds until the server's indexer has written ``items`` lookup keys."""
+    start = time.perf_counter()
+    while indexed_total(client) < items:
+        if time.perf_counter() - start > timeout:
+            raise RuntimeError(f"the indexer did not write {items} keys in {timeout} s")
+        time.sleep(0.005)
+    return (time.perf_counter() - start) * 1e3
 
 
 def in_process(url: str, repeats: int) -> list[tuple[str, str]]:
@@ -125,7 +151,9 @@ def in_process(url: str, repeats: int) -> list[tuple[str, str]]:
         )
 
     record(*score())
-    a, b = [], []
+    store.index_items()
+    a, b, index, queued, indexed = [], [], [], [], []
+    labels = ((y + 1) % K).tolist()
     for _ in range(repeats):
         start = time.perf_counter()
         checked, result = score()
@@ -133,13 +161,30 @@ def in_process(url: str, repeats: int) -> list[tuple[str, str]]:
         start = time.perf_counter()
         record(checked, result)
         b.append((time.perf_counter() - start) * 1e3)
+        queued.append(timed(lambda: store.label("kept-inproc", ids, labels)))
+        index.append(timed(lambda: store.index_items()))
+        indexed.append(timed(lambda: store.label("kept-inproc", ids, labels)))
     store.close()
     return [
         (
             f"in process: check + score | keep + record {N:,} items (median ms); B / A",
             f"{statistics.median(a):.1f} | {statistics.median(b):.1f}; {pair_ratio(b, a):.2f}x",
-        )
+        ),
+        (
+            f"in process: indexer, SqlStore.index_items of one {N:,}-item batch (median ms)",
+            f"{statistics.median(index):.1f}",
+        ),
+        (
+            f"in process: {N:,} late labels on a queued | an indexed batch (median ms)",
+            f"{statistics.median(queued):.1f} | {statistics.median(indexed):.1f}",
+        ),
     ]
+
+
+def timed(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return (time.perf_counter() - start) * 1e3
 
 
 @contextmanager

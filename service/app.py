@@ -30,6 +30,7 @@ from service.api import (
 )
 from service.errors import install_error_handlers
 from service.http import in_thread
+from service.indexing import index_loop
 from service.metrics import Metrics
 from service.middleware.auth import ApiKeyMiddleware
 from service.middleware.context import RequestContextMiddleware
@@ -83,12 +84,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     retention = asyncio.create_task(
         retention_loop(lambda: app.state.store, settings, app.state.metrics.streams)
     )
+    indexer = asyncio.create_task(index_loop(lambda: app.state.store, app.state.metrics.streams))
     try:
         yield
     finally:
-        retention.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await retention  # expire_once never raises: only the cancellation comes back
+        for task in (retention, indexer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # their passes never raise: only the cancellation comes back
         store, app.state.store = app.state.store, None
         await in_thread(lambda: deps.close_store(store))
 

@@ -1,4 +1,5 @@
-"""``xent db upgrade | current | expire``: the monitoring store's schema and retention, by hand."""
+"""``xent db upgrade | current | expire | index``: the monitoring store's schema, retention and
+the kept items' lookup keys, by hand."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ __all__ = ["add_db", "database"]
 
 
 def database(args: argparse.Namespace) -> int:
-    """``xent db upgrade|current|expire``: the store's schema and retention, by hand."""
+    """``xent db upgrade|current|expire|index``: the store's schema, retention and lookup keys,
+    by hand."""
     from service.retention import expire_once
     from service.store import store_url
     from service.store.migrate import SchemaTooNew, current_revision, head_revision, upgrade
@@ -37,6 +39,12 @@ def database(args: argparse.Namespace) -> int:
         elif args.action == "upgrade":
             applied = upgrade(engine)
             print(f"store at revision {head_revision()}" + ("" if applied else " (already)"))
+        elif args.action == "index":
+            store = SqlStore(engine, timeout=settings.store_timeout)
+            total = 0
+            while n := store.index_items():
+                total += n
+            print(f"lookup keys written for {total} kept items")
         else:
             store = SqlStore(engine, timeout=settings.store_timeout)
             expire_once(store, settings)
@@ -62,9 +70,10 @@ def add_db(commands: Any) -> None:
     )
     db.add_argument(
         "action",
-        choices=("upgrade", "current", "expire"),
+        choices=("upgrade", "current", "expire", "index"),
         help="upgrade: apply pending schema migrations (under a lock); current: print the "
         "schema revision; expire: delete what is past retention once (XENT_RETENTION, "
-        "XENT_ROLLUP_RETENTION)",
+        "XENT_ROLLUP_RETENTION); index: write the lookup keys of every kept batch still "
+        "queued (the service does this in the background)",
     )
     db.set_defaults(handler=database)

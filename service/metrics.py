@@ -267,6 +267,16 @@ class StreamMetrics:
             "Retention passes that failed (retried at the next interval)",
             registry=reg,
         )
+        self.indexed = Counter(
+            "xent_store_indexed_items_total",
+            "Lookup keys of kept items written by the indexer (off the request path)",
+            registry=reg,
+        )
+        self.index_errors = Counter(
+            "xent_store_index_errors_total",
+            "Indexer passes that failed (retried)",
+            registry=reg,
+        )
 
     @property
     def histograms(self) -> tuple[ArrayHistogram, ...]:

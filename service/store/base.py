@@ -167,6 +167,11 @@ class Store(Protocol):
         ``LabelProblem`` (nothing written) for a label of the wrong form for its item."""
         ...
 
+    def index_items(self, *, max_items: int = 50_000) -> int:
+        """Write the lookup keys of kept batches recorded since the last call (off the request
+        path), up to about ``max_items``; returns how many were written."""
+        ...
+
     def items(
         self,
         stream: str,

@@ -2,11 +2,15 @@
 with their batch, and their lookup keys.
 
 A batch's kept items are one columnar value (``xent_kept.payload``, format below): writing
-10,000 items is one insert of their arrays plus one statement that adds their 10,000 lookup
-keys (``xent_item_keys``: (stream, id) -> (batch, position)), expanded by the database itself
-(SQLite ``json_each``, PostgreSQL ``jsonb_array_elements_text``): no Python work per row. Late
-labels (``service.store.labels``) are rows of ``xent_item_labels``, so a kept batch is never
-rewritten; listing is ``service.store.listing``.
+10,000 items is one insert of their arrays and one row queuing the batch in
+``xent_kept_pending``. Their lookup keys (``xent_item_keys``: (stream, id) -> (batch,
+position)) are added later, off the request path, by :func:`index_pending` (the service's
+indexer, ``service.indexing``): one statement per batch, expanded by the database itself (SQLite
+``json_each``, PostgreSQL ``jsonb_array_elements_text``), no Python work per row. Until then a
+late label's lookup reads the ids of the stream's queued batches (:func:`pending_positions`),
+so a label finds its item at once either way. Late labels (``service.store.labels``) are rows
+of ``xent_item_labels``, so a kept batch is never rewritten; listing is
+``service.store.listing``.
 
 Writes run inside the caller's transaction (:class:`service.store.sql.SqlStore`): a batch, its
 kept items and its label sums commit together.
@@ -31,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from service.store.labelsums import add_label_sums
-from service.store.schema import item_keys, item_labels, kept
+from service.store.schema import item_keys, item_labels, kept, kept_pending
 from xentcore.feedback import label_contributions
 from xentcore.keep import KeptRows
 from xentcore.types import DEFAULT_EPS
@@ -44,6 +48,10 @@ __all__ = [
     "encode_kept",
     "expire_items",
     "id_key",
+    "index_pending",
+    "kept_ids",
+    "pending_positions",
+    "take_write_lock",
     "write_kept",
 ]
 
@@ -155,13 +163,22 @@ class KeptBatch:
         return np.unpackbits(self.arrays[name][i], count=self.n_classes).astype(bool)
 
 
-def decode_kept(batch_id: int, time: float, payload: bytes) -> KeptBatch:
-    view = memoryview(payload)
+def _header(view: memoryview) -> tuple[dict[str, Any], int]:
+    """The payload's header and the offset of its first array."""
     if bytes(view[:4]) != _MAGIC:
         raise ValueError("not a kept-items payload (bad magic)")
     (length,) = _LENGTH.unpack_from(view, 4)
-    header = orjson.loads(view[8 : 8 + length])
-    offset = 8 + length
+    return orjson.loads(view[8 : 8 + length]), 8 + length
+
+
+def kept_ids(payload: bytes) -> list[Any]:
+    """The item ids of a kept batch's payload, in order (the header alone is read)."""
+    return list(_header(memoryview(payload))[0]["ids"])
+
+
+def decode_kept(batch_id: int, time: float, payload: bytes) -> KeptBatch:
+    view = memoryview(payload)
+    header, offset = _header(view)
     arrays: dict[str, npt.NDArray[Any]] = {}
     for name, dtype, shape in header["arrays"]:
         count = int(np.prod(shape))
@@ -185,7 +202,7 @@ def decode_kept(batch_id: int, time: float, payload: bytes) -> KeptBatch:
 
 
 def write_kept(conn: Connection, *, stream: str, time: float, item: Kept) -> int:
-    """Insert a batch's kept items (one payload, one statement of lookup keys) and the label
+    """Insert a batch's kept items (one payload), queue it for the indexer and add the label
     sums of those labelled in it; returns the kept batch's id (its own, never reused: the raw
     batch row may expire first, and SQLite would give its id out again)."""
     rows = item.rows
@@ -201,7 +218,8 @@ def write_kept(conn: Connection, *, stream: str, time: float, item: Kept) -> int
     ).inserted_primary_key
     assert inserted is not None
     batch_id = int(inserted[0])
-    _insert_keys(conn, stream, batch_id, item.ids)
+    if len(item.ids):
+        conn.execute(kept_pending.insert(), {"batch_id": batch_id, "stream": stream})
     if rows.labeled.any():  # the whole batch came with labels: every labelled item is in the set
         sel = rows.labeled
         sums = label_contributions(
@@ -254,18 +272,78 @@ def _insert_keys(conn: Connection, stream: str, batch_id: int, ids: Sequence[Any
     )
 
 
+# --- the lookup keys, off the request path --------------------------------------------------
+
+
+def take_write_lock(conn: Connection) -> None:
+    """SQLite: take the database's write lock before reading (a transaction that reads first
+    and writes later fails when another writer committed in between); PostgreSQL locks rows."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(sa.text("UPDATE xent_kept SET n = n WHERE 0"))
+
+
+def index_pending(conn: Connection) -> int | None:
+    """Add the lookup keys of the oldest queued kept batch and take it off the queue (inside
+    the caller's transaction); returns its number of items, None when the queue is empty.
+
+    On PostgreSQL the batch is locked (``FOR UPDATE SKIP LOCKED``: concurrent indexers take
+    different batches, and a batch that a labels request or retention holds is left for the
+    next pass), so retention never deletes a batch while its keys are being added.
+    """
+    take_write_lock(conn)
+    q = (
+        sa.select(kept.c.batch_id, kept.c.stream, kept.c.payload)
+        .join(kept_pending, kept_pending.c.batch_id == kept.c.batch_id)
+        .order_by(kept_pending.c.batch_id)
+        .limit(1)
+    )
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    row = conn.execute(q).first()
+    if row is None:
+        return None
+    batch_id, stream, payload = int(row[0]), str(row[1]), bytes(row[2])
+    ids = kept_ids(payload)
+    _insert_keys(conn, stream, batch_id, ids)
+    conn.execute(kept_pending.delete().where(kept_pending.c.batch_id == batch_id))
+    return len(ids)
+
+
+def pending_positions(
+    conn: Connection, stream: str, wanted: set[str]
+) -> dict[str, tuple[int, int]]:
+    """(batch id, position) of the newest item of each key in ``wanted`` among the stream's
+    kept batches whose keys are not written yet (read from their ids)."""
+    found: dict[str, tuple[int, int]] = {}
+    q = (
+        sa.select(kept.c.batch_id, kept.c.payload)
+        .join(kept_pending, kept_pending.c.batch_id == kept.c.batch_id)
+        .where(kept_pending.c.stream == stream)
+    )
+    for batch_id, payload in conn.execute(q):
+        for idx, value in enumerate(kept_ids(bytes(payload))):
+            key = id_key(value)
+            if key in wanted:
+                at = (int(batch_id), idx)
+                if key not in found or at > found[key]:
+                    found[key] = at
+    return found
+
+
 def expire_items(conn: Connection, cutoff: float, chunk: int) -> tuple[int, bool]:
     """Delete up to ``chunk`` of the oldest kept batches older than ``cutoff``, with their
-    lookup keys and late labels; returns (items deleted, more left)."""
-    rows = conn.execute(
-        sa.select(kept.c.batch_id, kept.c.n)
-        .where(kept.c.time < cutoff)
-        .order_by(kept.c.time)
-        .limit(chunk)
-    ).all()
+    lookup keys, queue entries and late labels; returns (items deleted, more left). The batches
+    are locked first (PostgreSQL), so an indexer adding their keys finishes before they go."""
+    take_write_lock(conn)
+    q = sa.select(kept.c.batch_id, kept.c.n).where(kept.c.time < cutoff)
+    q = q.order_by(kept.c.time).limit(chunk)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    rows = conn.execute(q).all()
     ids = [int(r[0]) for r in rows]
     if ids:
         conn.execute(item_keys.delete().where(item_keys.c.batch_id.in_(ids)))
         conn.execute(item_labels.delete().where(item_labels.c.batch_id.in_(ids)))
+        conn.execute(kept_pending.delete().where(kept_pending.c.batch_id.in_(ids)))
         conn.execute(kept.delete().where(kept.c.batch_id.in_(ids)))
     return sum(int(r[1]) for r in rows), len(ids) == chunk

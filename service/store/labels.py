@@ -20,7 +20,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from service.store.kept import LOOKUP_CHUNK, KeptBatch, decode_kept, id_key
+from service.store.kept import (
+    LOOKUP_CHUNK,
+    KeptBatch,
+    decode_kept,
+    id_key,
+    pending_positions,
+    take_write_lock,
+)
 from service.store.labelsums import add_label_sums
 from service.store.schema import item_keys, item_labels, kept
 from xentcore.feedback import label_contributions, late_outcomes
@@ -50,9 +57,14 @@ class LabelProblem(ValueError):
 
 
 def _newest(conn: Connection, stream: str, keys: list[str]) -> dict[str, tuple[int, int]]:
-    """(batch id, position) of the newest kept item of ``stream`` for each key that has one."""
-    found: dict[str, tuple[int, int]] = {}
+    """(batch id, position) of the newest kept item of ``stream`` for each key that has one:
+    among the batches still queued for the indexer (their ids read), then in the lookup keys.
+
+    In this order a batch is never missed on PostgreSQL (each statement reads what was
+    committed when it began): one the indexer takes off the queue after the first read has its
+    keys committed before the second; one seen in both is found twice, at the same place."""
     unique = list(dict.fromkeys(keys))
+    found = pending_positions(conn, stream, set(unique))
     for lo in range(0, len(unique), LOOKUP_CHUNK):
         q = sa.select(item_keys.c.item_id, item_keys.c.batch_id, item_keys.c.idx).where(
             item_keys.c.stream == stream,
@@ -168,10 +180,8 @@ def apply_labels(
     """Apply late labels to the newest kept item of each id (inside the caller's transaction;
     LabelProblem before anything is written when a label does not fit its item)."""
     keys = [id_key(v) for v in ids]
-    if conn.dialect.name != "postgresql":
-        # SQLite: take the database's write lock before reading anything, so concurrent
-        # labels requests (and retention) run one after the other on what they read
-        conn.execute(sa.text("UPDATE xent_kept SET n = n WHERE 0"))
+    # SQLite: concurrent labels requests (and the indexer, retention) take turns
+    take_write_lock(conn)
     found = _newest(conn, stream, keys)
     batches = _load(conn, _locked(conn, [b for b, _ in found.values()]))
     groups: dict[int, _Matched] = {}

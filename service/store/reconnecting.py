@@ -109,6 +109,9 @@ class ReconnectingStore:
     def label(self, stream: str, ids: Sequence[Any], labels: Sequence[Any]) -> LabelCounts:
         return self.current().label(stream, ids, labels)
 
+    def index_items(self, *, max_items: int = 50_000) -> int:
+        return self.current().index_items(max_items=max_items)
+
     def items(
         self,
         stream: str,

@@ -17,8 +17,10 @@ revision creates, and the store's queries are written against them.
   one columnar row per batch (``service.store.kept``), for ``XENT_ITEM_RETENTION``: ids,
   predictions, confidences, flags, audit state, the batch's labels and the kept rows;
   ``xent_item_keys`` finds the batch and position of an item by (stream, id), one small row per
-  item written with one statement; ``xent_item_labels`` holds the late labels (and their
-  outcome), one row per labelled item.
+  item, written off the request path (schema version 5): a kept batch is queued in
+  ``xent_kept_pending`` until the indexer (``service.indexing``) has added its keys, and lookups
+  read the ids of the queued batches themselves meanwhile; ``xent_item_labels`` holds the late
+  labels (and their outcome), one row per labelled item.
 - ``xent_label_batches`` / ``xent_label_rollups``: the label sums (``xentcore.feedback.LABEL_SUMS``)
   of each batch and of each stream, task and aligned period, as ``xent_batches`` / ``xent_rollups``
   hold the batch sums; labels sent with a batch add to them when it is recorded, late labels
@@ -47,6 +49,7 @@ __all__ = [
     "item_keys",
     "item_labels",
     "kept",
+    "kept_pending",
     "label_batches",
     "label_rollups",
     "metadata",
@@ -54,8 +57,8 @@ __all__ = [
     "schema_version",
 ]
 
-#: The schema version this code writes (``xent_schema_version``; Alembic revision ``0004``).
-SCHEMA_VERSION = 4
+#: The schema version this code writes (``xent_schema_version``; Alembic revision ``0005``).
+SCHEMA_VERSION = 5
 #: Rollup periods in seconds, coarsest first (``level`` 0 = lifetime totals).
 LEVELS = (86400, 3600, 60)
 #: Integer sums of a BatchSummary, by column name (= field name).
@@ -196,6 +199,14 @@ item_keys = sa.Table(
     sa.PrimaryKeyConstraint("stream", "item_id", "batch_id", "idx", name="xent_item_keys_pk"),
     sa.Index("xent_item_keys_batch", "batch_id"),
     sqlite_with_rowid=False,
+)
+kept_pending = sa.Table(
+    "xent_kept_pending",
+    metadata,
+    # a kept batch whose lookup keys are not yet in xent_item_keys (service.indexing)
+    sa.Column("batch_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("stream", sa.String(128), nullable=False),
+    sa.Index("xent_kept_pending_stream", "stream", "batch_id"),
 )
 item_labels = sa.Table(
     "xent_item_labels",

@@ -24,7 +24,7 @@ from service.store.base import decode_cursor, encode_cursor
 from service.store.connections import DEFAULT_TIMEOUT, engine_for
 from service.store.expiry import Expiry
 from service.store.flaggedpages import FlaggedPages
-from service.store.kept import Kept, write_kept
+from service.store.kept import Kept, index_pending, write_kept
 from service.store.labels import LabelCounts, apply_labels
 from service.store.listing import items_page
 from service.store.migrate import upgrade
@@ -173,6 +173,20 @@ class SqlStore(WindowReads, FlaggedPages, Expiry):
         (:func:`service.store.labels.apply_labels`; ``LabelProblem`` writes nothing)."""
         with self._tx() as conn:
             return apply_labels(conn, stream=stream, ids=ids, labels=labels)
+
+    def index_items(self, *, max_items: int = 50_000) -> int:
+        """Add the lookup keys of queued kept batches (:func:`service.store.kept.index_pending`),
+        one batch per transaction, oldest first, until the queue is empty or ``max_items``
+        keys were added; returns how many. Lookups do not need it (they read the queue), it
+        keeps them fast."""
+        done = 0
+        while done < max_items:
+            with self._tx() as conn:
+                n = index_pending(conn)
+            if n is None:
+                return done
+            done += n
+        return done
 
     def items(
         self,

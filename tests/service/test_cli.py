@@ -10,14 +10,18 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 import xentcore
 from service.cli import build_parser, main
+from service.recording import kept_batch
 from service.store.migrate import head_revision
 from service.store.sql import SqlStore
 from tests.support.server import xent_serve
-from xentcore.summary import BatchSummary
+from xentcore.summary import BatchSummary, summarize
+from xentcore.types import ScoreOptions
+from xentcore.validate import check_batch
 
 
 def test_xent_serve_real_process(tmp_path: Path) -> None:
@@ -138,6 +142,25 @@ def test_db_commands_upgrade_report_and_expire(
     assert main(["db", "expire"]) == 0
     assert store.batches_in("s") == []  # past the default 30 days of raw rows
     assert [i.n_batches for i in store.streams().infos] == [1]  # rollups kept 400 days
+    store.close()
+
+
+def test_db_index_writes_the_queued_lookup_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XENT_DATA_DIR", str(tmp_path))
+    store = SqlStore.from_url(f"sqlite:///{tmp_path}/xent.db")
+    p = np.array([[0.9, 0.1], [0.3, 0.7]])
+    batch = check_batch(p, None, ScoreOptions())
+    result = xentcore.score(p)
+    kept = kept_batch(batch, result, ["a", "b"], audit=None, audit_rate=None, max_classes=8)
+    for _ in range(3):
+        store.record(stream="s", task=result.task, summary=summarize(result), kept=kept)
+    assert main(["db", "index"]) == 0
+    assert capsys.readouterr().out.strip() == "lookup keys written for 6 kept items"
+    assert store.index_items() == 0
+    assert main(["db", "index"]) == 0
+    assert capsys.readouterr().out.strip() == "lookup keys written for 0 kept items"
     store.close()
 
 

@@ -41,6 +41,7 @@ def store(url: str) -> Iterator[SqlStore]:
             "xent_rollups",
             "xent_kept",
             "xent_item_keys",
+            "xent_kept_pending",
             "xent_item_labels",
             "xent_label_batches",
             "xent_label_rollups",
