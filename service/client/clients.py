@@ -128,6 +128,9 @@ class Client(_Base[httpx.Client]):
     score_sequences = _blocking(endpoints.score_sequences)
     label = _blocking(endpoints.label)
     items = _blocking(endpoints.items)
+    summary = _blocking(endpoints.summary)
+    flagged = _blocking(endpoints.flagged)
+    streams = _blocking(endpoints.streams)
 
     def close(self) -> None:
         self.http.close()
@@ -166,6 +169,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
     score_sequences = _awaiting(endpoints.score_sequences)
     label = _awaiting(endpoints.label)
     items = _awaiting(endpoints.items)
+    summary = _awaiting(endpoints.summary)
+    flagged = _awaiting(endpoints.flagged)
+    streams = _awaiting(endpoints.streams)
 
     async def aclose(self) -> None:
         await self.http.aclose()

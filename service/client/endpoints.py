@@ -24,12 +24,15 @@ from service.client.encoding import encode_parts, sequences_field
 from service.schemas import (
     CalibrationResponse,
     ConfidenceResponse,
+    FlaggedItemsResponse,
     FlagResponse,
     ItemsResponse,
     LabelsResponse,
     LossResponse,
     ScoreResponse,
     SequencesResponse,
+    StreamsResponse,
+    SummaryResponse,
 )
 
 __all__ = [
@@ -285,14 +288,60 @@ def items(
     ``since`` (inclusive) / ``until`` (exclusive) bound the time the items were scored: ISO
     8601 strings (no offset: UTC) or datetimes (naive: UTC). Pass the answer's
     ``next_cursor`` as ``cursor`` for the next page (None: that was the last)."""
-    params: dict[str, str] = {"limit": str(limit)}
-    for name, when in (("since", since), ("until", until)):
-        if when is not None:
-            params[name] = _when(when)
+    params: dict[str, str] = {"limit": str(limit), **_window(since, until)}
     for name, flag in (("audit", audit), ("labeled", labeled), ("flagged", flagged)):
         if flag is not None:
             params[name] = "true" if flag else "false"
     if cursor is not None:
         params["cursor"] = cursor
-    path = _stream_path(stream, "items")
-    return Request(path, [], dict(client.headers), ItemsResponse, method="GET", params=params)
+    return _get(client, _stream_path(stream, "items"), ItemsResponse, params)
+
+
+def _get(client: Target, path: str, model: type[R], params: dict[str, str]) -> Request[R]:
+    return Request(path, [], dict(client.headers), model, method="GET", params=params)
+
+
+def _window(since: str | datetime | None, until: str | datetime | None) -> dict[str, str]:
+    return {
+        name: _when(when) for name, when in (("since", since), ("until", until)) if when is not None
+    }
+
+
+def summary(
+    client: Target,
+    /,
+    stream: str,
+    *,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    bucket: str | None = None,
+) -> Request[SummaryResponse]:
+    """``GET /v1/streams/{stream}/summary``: the stream's figures over ``[since, until)``, in
+    ``total`` and per ``bucket`` (``"5m"``, ``"1h"``, ``"1d"``...; one bucket when None), with
+    the calibration set's ``labeled`` and the late labels' ``reviewed`` figures (API.md
+    section 9). Times as for :func:`items`; a stream never recorded is a 404."""
+    params = _window(since, until)
+    if bucket is not None:
+        params["bucket"] = bucket
+    return _get(client, _stream_path(stream, "summary"), SummaryResponse, params)
+
+
+def flagged(
+    client: Target,
+    /,
+    stream: str,
+    *,
+    since: str | datetime | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Request[FlaggedItemsResponse]:
+    """``GET /v1/streams/{stream}/flagged``: flagged items newest first, and ``next_cursor``."""
+    params = {"limit": str(limit), **_window(since, None)}
+    if cursor is not None:
+        params["cursor"] = cursor
+    return _get(client, _stream_path(stream, "flagged"), FlaggedItemsResponse, params)
+
+
+def streams(client: Target, /) -> Request[StreamsResponse]:
+    """``GET /v1/streams``: every stream with its lifetime totals and when it was last seen."""
+    return _get(client, "/v1/streams", StreamsResponse, {})

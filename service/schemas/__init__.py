@@ -33,6 +33,7 @@ from service.schemas.responses import (
     ConfidenceSummary,
     ErrorItem,
     FlaggedItem,
+    FlaggedItemsResponse,
     FlaggedSummary,
     FlagResponse,
     HealthResponse,
@@ -47,6 +48,8 @@ from service.schemas.responses import (
     ScoreResponse,
     SequenceOut,
     SequencesResponse,
+    StreamsResponse,
+    SummaryResponse,
     ValidationErrorResponse,
 )
 from service.schemas.tensors import TENSOR_DTYPES, UNION_TAGS, TensorDatatype, TensorRef
@@ -67,6 +70,7 @@ __all__ = [
     "FlagResponse",
     "FlagRules",
     "FlaggedItem",
+    "FlaggedItemsResponse",
     "FlaggedSummary",
     "HTTPError",
     "HealthResponse",
@@ -87,6 +91,8 @@ __all__ = [
     "SequenceOut",
     "SequencesRequest",
     "SequencesResponse",
+    "StreamsResponse",
+    "SummaryResponse",
     "StreamName",
     "TensorDatatype",
     "TensorRef",

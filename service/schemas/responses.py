@@ -10,7 +10,7 @@ a model accepts an answer with or without them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -250,6 +250,35 @@ class ItemsResponse(BaseModel):
     model_config = OUT
     items: list[KeptItem]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
+
+
+class SummaryResponse(BaseModel):
+    """``GET /v1/streams/{stream}/summary``: the window read and its figures (README, "Stream
+    summary"): ``total`` (with ``reliability``, ``labeled`` and ``reviewed``) and ``buckets``,
+    each a mapping of the figures the README lists."""
+
+    model_config = OUT
+    stream: str
+    since: str | None = Field(description="The window's start as read (null: the first batch).")
+    until: str
+    total: dict[str, Any]
+    buckets: list[dict[str, Any]]
+
+
+class FlaggedItemsResponse(BaseModel):
+    """``GET /v1/streams/{stream}/flagged``: flagged items newest first, and the next cursor."""
+
+    model_config = OUT
+    items: list[dict[str, Any]]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
+
+
+class StreamsResponse(BaseModel):
+    """``GET /v1/streams``: every stream with ``stream``, ``n_batches``, ``last_seen``,
+    ``tasks`` and lifetime ``total`` figures."""
+
+    model_config = OUT
+    streams: list[dict[str, Any]]
 
 
 class HealthResponse(BaseModel):

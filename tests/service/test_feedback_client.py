@@ -15,11 +15,14 @@ import pytest
 from service.client import AsyncClient, Client, XentError
 from service.client import endpoints as ep
 from service.schemas import (
+    FlaggedItemsResponse,
     ItemsResponse,
     KeptItem,
     LabelsResponse,
     ScoreResponse,
     SequencesResponse,
+    StreamsResponse,
+    SummaryResponse,
 )
 
 IDS = [f"q{i}" for i in range(30)]
@@ -212,3 +215,36 @@ def test_multilabel_items_and_row_labels(xent: Client) -> None:
     assert newest.predicted == [] and newest.label is None
     assert oldest.predicted == ["a", "c"] and oldest.label == ["a", "c"]
     assert oldest.label_source == "late" and oldest.correct is True
+
+
+def test_summary_flagged_and_streams_read_the_realized_figures(xent: Client) -> None:
+    r, audited = _audited(xent)
+    assert r.items is not None
+    predicted = dict(zip(IDS, r.items.predicted, strict=True))
+    wrong = audited[0]
+    labels = [(predicted[i] + 1) % 3 if i == wrong else predicted[i] for i in audited]
+    xent.label("model:v3", audited, labels)
+    s = xent.summary("model:v3", bucket="1h")
+    assert isinstance(s, SummaryResponse) and s.stream == "model:v3"
+    labeled = s.total["labeled"]
+    assert labeled["n"] == len(audited)
+    assert labeled["accuracy"] == pytest.approx(1 - 1 / len(audited))
+    assert s.total["reviewed"]["n"] == 0
+    assert len(s.buckets) == 1 and s.buckets[0]["labeled"]["n"] == len(audited)
+    window = xent.summary(
+        "model:v3", since=datetime.now(UTC) - timedelta(hours=1), until=datetime.now(UTC)
+    )
+    assert window.since is not None and window.total["n_items"] == 30
+    page = xent.flagged("model:v3", limit=1)
+    assert r.flagged is not None and r.flagged.count > 0
+    assert isinstance(page, FlaggedItemsResponse) and len(page.items) == 1
+    assert page.items[0]["id"] == IDS[r.flagged.indices[-1]]  # newest first: the last one
+    listed = xent.streams()
+    assert isinstance(listed, StreamsResponse)
+    assert [s["stream"] for s in listed.streams] == ["model:v3"]
+    with pytest.raises(XentError) as caught:
+        xent.summary("never")
+    assert caught.value.status_code == 404
+    with pytest.raises(XentError) as caught:
+        xent.summary("model:v3", bucket="7 parsecs")
+    assert caught.value.status_code == 422
