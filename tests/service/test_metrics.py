@@ -122,6 +122,8 @@ def test_exposed_names_types_labels_and_bounds() -> None:
         "xent_store_errors": "counter",
         "xent_store_expired": "counter",
         "xent_store_retention_errors": "counter",
+        "xent_store_indexed_items": "counter",
+        "xent_store_index_errors": "counter",
         "xent_stream_labels": "counter",
         "xent_stream_labels_correct": "counter",
     }
