@@ -24,6 +24,7 @@ from service.api import (
     docs,
     feedback,
     health,
+    policies,
     scoring,
     sequences,
     streams,
@@ -116,7 +117,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.slots = ScoringSlots(
         settings.max_concurrency, retry_after=settings.retry_after_seconds, metrics=metrics
     )
-    modules = (scoring, calibration, sequences, streams, feedback, health, dashboard, docs)
+    modules = (
+        scoring,
+        calibration,
+        sequences,
+        streams,
+        feedback,
+        policies,
+        health,
+        dashboard,
+        docs,
+    )
     routers = [m.router for m in modules]
     for router in routers:
         app.include_router(router)

@@ -4,6 +4,7 @@ server's defaults (``XENT_SUM_TOLERANCE``, ``XENT_MIN_CONFIDENCE``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy.typing as npt
 
 from service.api.views import bound_response
 from service.parsing import Parsed
+from service.policyuse import thresholds_of
 from service.schemas import BatchRequest, FlagRules, SequencesRequest
 from service.settings import Settings
 from xentcore import InputError, SequenceResult, score_sequences
@@ -57,9 +59,27 @@ def score_options(parsed: Parsed[B], settings: Settings) -> ScoreOptions:
 
 
 def flag_rules(flag: FlagRules | None, settings: Settings) -> CoreFlagRules:
-    """The request's ``flag`` object (None: ``min_confidence`` = the server setting alone)."""
-    raw: dict[str, Any] | None = None if flag is None else flag.model_dump(exclude_none=True)
+    """The request's ``flag`` object (None: ``min_confidence`` = the server setting alone);
+    its ``policy`` is read by the route (:mod:`service.policyuse`)."""
+    raw: dict[str, Any] | None = (
+        None if flag is None else flag.model_dump(exclude_none=True, exclude={"policy"})
+    )
     return check_flag_rules(raw, default_min_confidence=settings.min_confidence)
+
+
+def _with_policy(rules: CoreFlagRules, batch: Batch, policy: dict[str, Any]) -> CoreFlagRules:
+    """``rules`` with the policy's thresholds; 422 when the request's confidence method is
+    not the one the policy was fitted for."""
+    method = batch.options.confidence
+    if policy["confidence"] != method:
+        raise InputError(
+            ("flag", "policy"),
+            f"the policy was fitted for confidence {policy['confidence']!r}, "
+            f"the request uses {method!r}",
+        )
+    if policy.get("thresholds") is not None and batch.task == "multilabel":
+        raise InputError(("flag", "policy"), "a per-class policy needs one predicted class")
+    return replace(rules, risk_thresholds=thresholds_of(policy, batch.n_classes))
 
 
 def check_audit(rate: float | None, stream: str | None, has_ids: bool, keep: bool) -> None:
@@ -81,8 +101,11 @@ def audit_of(rate: float | None, seed: int | None, n: int) -> npt.NDArray[np.boo
     return None if rate is None else audit_mask(n, rate, seed)
 
 
-def score_request(parsed: Parsed[B], settings: Settings) -> tuple[Batch, ScoreResult]:
-    """Check and score a parsed batch request (InputError -> the route's 422)."""
+def score_request(
+    parsed: Parsed[B], settings: Settings, policy: dict[str, Any] | None = None
+) -> tuple[Batch, ScoreResult]:
+    """Check and score a parsed batch request (InputError -> the route's 422); ``policy``: the
+    stored risk policy its ``flag.policy`` names."""
     req = parsed.request
     check_audit(req.audit_rate, req.stream, req.ids is not None, req.keep_items)
     predictions = parsed.array(("predictions",), req.predictions)
@@ -90,7 +113,10 @@ def score_request(parsed: Parsed[B], settings: Settings) -> tuple[Batch, ScoreRe
     bound_response(req, len(predictions), parsed.size)  # the answer's size, before scoring
     batch = check_batch(predictions, labels, score_options(parsed, settings))
     check_ids(req.ids, batch.n_items)
-    result = score_batch(batch, flag_rules(req.flag, settings))
+    rules = flag_rules(req.flag, settings)
+    if policy is not None:
+        rules = _with_policy(rules, batch, policy)
+    result = score_batch(batch, rules)
     bound_response(req, batch.n_items, parsed.size, result)  # ... and multilabel, once scored
     return batch, result
 

@@ -139,6 +139,7 @@ def kept_batch(
         class_names=result.class_names,
         audit_rate=audit_rate,
         clip_eps=batch.options.clip_eps,
+        confidence=result.confidence_method,
     )
 
 
@@ -151,7 +152,9 @@ def kept_sequences(
 ) -> Kept:
     """What the store keeps of a batch of sequences recorded with ids."""
     drawn = np.zeros(len(ids), dtype=bool) if audit is None else audit
-    return Kept(rows=keep_sequences(result, drawn), ids=ids, audit_rate=audit_rate)
+    return Kept(
+        rows=keep_sequences(result, drawn), ids=ids, audit_rate=audit_rate, confidence="sequence"
+    )
 
 
 def record_sequences(

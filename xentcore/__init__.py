@@ -5,6 +5,7 @@
 from xentcore._kernels import NATIVE as NATIVE_KERNELS
 from xentcore.calibration import CalibrationResult, calibration
 from xentcore.errors import InputError
+from xentcore.risk import RiskCoverage, RiskPolicyFit, risk_control, risk_coverage
 from xentcore.score import ScoreResult, score
 from xentcore.sequences import SequenceResult, score_sequences
 
@@ -12,9 +13,13 @@ __all__ = [
     "CalibrationResult",
     "InputError",
     "NATIVE_KERNELS",
+    "RiskCoverage",
+    "RiskPolicyFit",
     "ScoreResult",
     "SequenceResult",
     "calibration",
+    "risk_control",
+    "risk_coverage",
     "score",
     "score_sequences",
 ]

@@ -1,4 +1,5 @@
-"""Calibration: reliability bins, ECE / MCE, Brier score, NLL and a temperature fit.
+"""Calibration: reliability bins, ECE / MCE / RMS, classwise ECE, Brier score, NLL, the binary
+reliability curve and a temperature fit.
 
 Top-label confidence c_i and correctness a_i = [predicted_i == label_i]. With B equal-width bins,
 item i falls in bin ``min(max(ceil(c_i B) - 1, 0), B - 1)`` (bins are (lower, upper], the first
@@ -7,9 +8,24 @@ also holds 0); ``strategy="quantile"`` uses equal-mass bins whose edges are quan
     ECE = sum_b (n_b / N) |acc_b - conf_b| = sum_b |correct_sum_b - conf_sum_b| / N
     MCE = max over non-empty bins of |acc_b - conf_b|
 
-so both are exact functions of per-bin (count, confidence sum, correct sum): the monitoring store
-merges those sums across batches and recomputes the same figures. Sample weights, when given,
-weight every sum (counts stay item counts).
+    RMS = sqrt(sum_b (n_b / N) (acc_b - conf_b)^2)      (torchmetrics' ``norm="l2"``)
+
+so all three are exact functions of per-bin (count, confidence sum, correct sum): the monitoring
+store merges those sums across batches and recomputes the same figures. Sample weights, when
+given, weight every sum (counts stay item counts).
+
+Classwise ECE (Kull, Perello-Nieto, Kängsepp, Silva Filho, Song & Flach 2019) bins every class's
+probability p_ik separately (the same B bins and strategy; quantile edges per class) and
+compares it with the frequency of that class:
+
+    classwise ECE = (1 / K) sum_k sum_b (n_kb / N) |freq_kb - mean_p_kb|
+                  = sum_k sum_b |sum_{i in B_kb} ([y_i = k] - p_ik)| / (K N)
+
+(binary: K = 2, the columns 1 - p and p). The reliability curve of a binary task follows
+scikit-learn's ``calibration_curve``: the positive-class probability p in B bins (uniform edges
+``linspace(0, 1, B + 1)`` or quantile edges ``percentile(p, linspace(0, 1, B + 1) * 100)``, bin
+``searchsorted(edges[1:-1], p)``), and per non-empty bin the fraction of positives
+``prob_true``, the mean p ``prob_pred`` and the item ``count``.
 """
 
 from __future__ import annotations
@@ -33,7 +49,10 @@ __all__ = [
     "calibrate",
     "calibration",
     "calibration_error",
+    "classwise_calibration_error",
     "optimal_temperature",
+    "reliability_curve",
+    "rms_calibration_error",
     "uniform_bin_index",
 ]
 
@@ -119,9 +138,126 @@ def calibration_error(stats: BinStats) -> tuple[float | None, float | None]:
     return ece, mce
 
 
+def rms_calibration_error(stats: BinStats) -> float | None:
+    """sqrt(sum_b (w_b / W) (acc_b - conf_b)^2) from bin sums; None when the bins are empty.
+
+    torchmetrics' ``calibration_error(..., norm="l2")`` (without its optional debiasing):
+    (w_b / W) (gap_b / w_b)^2 = gap_b^2 / (w_b W), with gap_b = correct_sum_b - conf_sum_b.
+    """
+    total = float(stats.weight.sum())
+    if total <= 0:
+        return None
+    nonempty = stats.weight > 0
+    gap = stats.correct_sum[nonempty] - stats.confidence_sum[nonempty]
+    return float(np.sqrt(np.sum(gap * gap / stats.weight[nonempty]) / total))
+
+
+def _class_bins(p: F64, n_bins: int, edges: F64 | None) -> npt.NDArray[np.intp]:
+    """The bin of every entry of p (N, K) as the flat index k * n_bins + b.
+
+    ``edges`` None: uniform bins; else (n_bins + 1, K) quantile edges, one column per class.
+    """
+    if edges is None:
+        idx = uniform_bin_index(p, n_bins)
+    else:
+        idx = np.empty(p.shape, dtype=np.intp)
+        for k in range(p.shape[1]):  # each class has its own edges
+            idx[:, k] = np.searchsorted(edges[1:-1, k], p[:, k], side="left")
+    idx += np.arange(p.shape[1]) * n_bins
+    return idx
+
+
+def _signed_class_gaps(
+    p: F64, true_class: npt.NDArray[np.int64], w: F64, n_bins: int, edges: F64 | None
+) -> F64:
+    """Per (class, bin): sum_i w_i ([y_i = k] - p_ik), flat of length K * n_bins."""
+    d = p * -w[:, None]
+    d[np.arange(p.shape[0]), true_class] += w
+    k = p.shape[1]
+    idx = _class_bins(p, n_bins, edges).ravel()
+    flat = np.bincount(idx, weights=d.ravel(), minlength=k * n_bins)
+    return flat.astype(np.float64)
+
+
+def _class_edges(p: F64, n_bins: int) -> F64:
+    """Quantile edges of every class's probabilities, shape (n_bins + 1, K)."""
+    return np.quantile(p, np.linspace(0.0, 1.0, n_bins + 1), axis=0)
+
+
+def classwise_calibration_error(
+    probabilities: F64,
+    true_class: npt.NDArray[np.int64],
+    *,
+    n_bins: int = 15,
+    strategy: str = "uniform",
+    weights: F64 | None = None,
+) -> float | None:
+    """Classwise ECE of checked arrays: p (N, K) rows of probabilities, true classes (N,).
+
+    ``(1 / K) sum_k sum_b (w_kb / W) |freq_kb - mean_p_kb|`` (Kull et al. 2019), each class's
+    probabilities binned on their own (uniform, or quantile edges per class); the mean over
+    classes of the positive-class ECE of "class k versus the rest". None when nothing carries
+    weight.
+
+    >>> p = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    >>> round(classwise_calibration_error(p, np.array([0, 1, 1]), n_bins=2), 4)  # (0.7 + 0.7) / 6
+    0.2333
+    """
+    w = np.ones(probabilities.shape[0]) if weights is None else weights
+    total = float(w.sum())
+    if probabilities.shape[0] == 0 or total <= 0:
+        return None
+    edges = None if strategy == "uniform" else _class_edges(probabilities, n_bins)
+    gaps = _signed_class_gaps(probabilities, true_class, w, n_bins, edges)
+    return float(np.abs(gaps).sum() / (probabilities.shape[1] * total))
+
+
+def reliability_curve(
+    p: F64,
+    y: F64,
+    *,
+    n_bins: int = 15,
+    strategy: str = "uniform",
+    weights: F64 | None = None,
+) -> dict[str, list[Any]]:
+    """The positive-class reliability curve, as scikit-learn's ``calibration_curve``.
+
+    p: positive-class probabilities (N,); y: 1 for a positive item, else 0. Returns
+    ``{"prob_true", "prob_pred", "count"}``, one entry per non-empty bin in increasing p (see
+    the module docstring for the bins). With ``weights`` the fractions and means are weighted
+    (``count`` stays the item count) and a bin is non-empty when its weight is > 0.
+
+    >>> reliability_curve(np.array([0.1, 0.2, 0.9]), np.array([0.0, 1.0, 1.0]), n_bins=2)
+    {'prob_true': [0.5, 1.0], 'prob_pred': [0.15000000000000002, 0.9], 'count': [2, 1]}
+    """
+    if strategy == "uniform" or p.size == 0:
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    else:  # percentile(q * 100), as scikit-learn computes it, so the edges agree exactly
+        edges = np.percentile(p, np.linspace(0.0, 1.0, n_bins + 1) * 100)
+    idx = np.searchsorted(edges[1:-1], p)
+    count = np.bincount(idx, minlength=n_bins)
+    if weights is None:
+        total = count.astype(np.float64)
+        p_sum = np.bincount(idx, weights=p, minlength=n_bins)
+        y_sum = np.bincount(idx, weights=y, minlength=n_bins)
+    else:
+        total = np.bincount(idx, weights=weights, minlength=n_bins).astype(np.float64, copy=False)
+        p_sum = np.bincount(idx, weights=weights * p, minlength=n_bins)
+        y_sum = np.bincount(idx, weights=weights * y, minlength=n_bins)
+    nonempty = total > 0
+    return {
+        "prob_true": (y_sum[nonempty] / total[nonempty]).tolist(),
+        "prob_pred": (p_sum[nonempty] / total[nonempty]).tolist(),
+        "count": count[nonempty].tolist(),
+    }
+
+
 @dataclass(frozen=True)
 class CalibrationResult:
-    """What ``calibration`` returns; ``temperature``, ``nll_after``, ``ece_after`` need a fit."""
+    """What ``calibration`` returns; ``temperature``, ``nll_after``, ``ece_after`` need a fit.
+
+    ``reliability_curve`` (binary only, else None): ``{"prob_true", "prob_pred", "count"}``.
+    """
 
     ece: float | None
     mce: float | None
@@ -132,6 +268,9 @@ class CalibrationResult:
     temperature: float | None = None
     nll_after: float | None = None
     ece_after: float | None = None
+    classwise_ece: float | None = None
+    rms_calibration_error: float | None = None
+    reliability_curve: dict[str, list[Any]] | None = None
 
 
 def _scored_weights(r: ScoreResult, b: Batch) -> tuple[Bool, F64]:
@@ -339,7 +478,17 @@ def calibrate(
     ece, mce = calibration_error(stats)
     brier = _brier(batch, result)
     n_scored = int(np.count_nonzero(keep))
-    out = CalibrationResult(ece, mce, brier, result.loss_mean, stats.rows(), n_scored)
+    out = CalibrationResult(
+        ece,
+        mce,
+        brier,
+        result.loss_mean,
+        stats.rows(),
+        n_scored,
+        classwise_ece=_classwise_of(batch, result, keep, n_bins, strategy),
+        rms_calibration_error=rms_calibration_error(stats),
+        reliability_curve=_curve_of(batch, result, keep, n_bins, strategy),
+    )
     if not fit_temperature or not keep.any():
         return out
     t, nll_after, ece_after = _fit_temperature(batch, result, keep, n_bins, strategy)
@@ -365,10 +514,18 @@ def calibration(
     Probabilities are fitted through their clipped logs. The same as checking the batch,
     ``score_batch`` and :func:`calibrate`.
 
+    ``rms_calibration_error`` (torchmetrics' ``norm="l2"``) uses the ECE's bins;
+    ``classwise_ece`` (Kull et al. 2019) bins each class's probability with the same ``n_bins``
+    and ``strategy``; ``reliability_curve`` (binary only) is scikit-learn's
+    ``calibration_curve(y, p, n_bins=n_bins, strategy=strategy)`` with the item counts. See the
+    module docstring for the formulas.
+
     >>> import xentcore as xc
     >>> c = xc.calibration([0.9, 0.8, 0.3, 0.6], [1, 1, 0, 0], n_bins=5)
     >>> round(c.ece, 4), round(c.brier, 4), [b["count"] for b in c.bins]
     (0.3, 0.125, [0, 0, 1, 2, 1])
+    >>> round(c.rms_calibration_error, 4), c.reliability_curve["count"]
+    (0.3518, [1, 1, 1, 1])
     """
     if labels is None:
         raise InputError(("labels",), "calibration needs labels")
@@ -381,6 +538,56 @@ def calibration(
         n_bins=n_bins,
         strategy=strategy,
         fit_temperature=fit_temperature,
+    )
+
+
+def _positive_p(b: Batch, rows: npt.NDArray[np.intp]) -> F64:
+    """p of the positive class of a binary batch's rows (unclipped), float64."""
+    from xentcore.binary import entries  # local: only calibration needs p here
+
+    return entries(b.x[rows], b.input_type, b.options.clip_eps).p
+
+
+def _class_probabilities(b: Batch, rows: npt.NDArray[np.intp]) -> F64:
+    """Probabilities of every class for the given rows (binary: [1 - p, p]), float64."""
+    if b.task == "binary":
+        p = _positive_p(b, rows)
+        return np.stack([1.0 - p, p], axis=1)
+    return _probabilities(b.x[rows].astype(np.float64, copy=False), b.input_type)
+
+
+def _classwise_of(b: Batch, r: ScoreResult, keep: Bool, n_bins: int, strategy: str) -> float | None:
+    """Classwise ECE of the scored items; uniform bins by chunks of rows (no N x K copy)."""
+    assert r.true_class is not None
+    kept = np.flatnonzero(keep)
+    w, y = _scored_weights(r, b)[1][kept], r.true_class[kept]
+    if strategy != "uniform":  # per-class quantiles need every row at once
+        p = _class_probabilities(b, kept)
+        return classwise_calibration_error(p, y, n_bins=n_bins, strategy=strategy, weights=w)
+    total = float(w.sum())
+    if kept.size == 0 or total <= 0:
+        return None
+    gaps = np.zeros(b.n_classes * n_bins)
+    for sl in chunk_rows(kept.size, b.n_classes):
+        gaps += _signed_class_gaps(_class_probabilities(b, kept[sl]), y[sl], w[sl], n_bins, None)
+    return float(np.abs(gaps).sum() / (b.n_classes * total))
+
+
+def _curve_of(
+    b: Batch, r: ScoreResult, keep: Bool, n_bins: int, strategy: str
+) -> dict[str, list[Any]] | None:
+    """The positive-class reliability curve of a binary batch (None for multiclass)."""
+    if b.task != "binary":
+        return None
+    assert r.true_class is not None
+    kept = np.flatnonzero(keep)
+    s = b.options.sample_weights
+    return reliability_curve(
+        _positive_p(b, kept),
+        (r.true_class[kept] == 1).astype(np.float64),
+        n_bins=n_bins,
+        strategy=strategy,
+        weights=None if s is None else s[kept],
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "flagged_rows",
     "reason_bits",
     "reason_lists",
+    "risk_mask",
     "truth_columns",
 ]
 
@@ -31,6 +32,7 @@ class FlagMasks:
     low_confidence: Bool
     high_loss: Bool
     misclassified: Bool
+    risk_policy: Bool
     flagged: Bool
 
     def counts(self) -> dict[str, int]:
@@ -38,14 +40,33 @@ class FlagMasks:
         return {name: int(np.count_nonzero(getattr(self, name))) for name in REASONS}
 
 
+def risk_mask(
+    thresholds: tuple[float, ...], confidence: F64, predicted: npt.NDArray[Any] | None
+) -> Bool:
+    """Items a risk policy does not accept: not (confidence >= threshold), the threshold of
+    the item's predicted class when there is one per class (``predicted``: class indices)."""
+    t = np.asarray(thresholds, dtype=np.float64)
+    if t.size > 1 and (predicted is None or predicted.ndim != 1):
+        raise ValueError("per-class thresholds need one predicted class per item")
+    limit = t[0] if t.size == 1 else t[predicted]
+    out: Bool = ~(confidence >= limit)
+    return out
+
+
 def apply_rules(
-    rules: FlagRules, confidence: F64, loss: F64 | None, correct: Bool | None, scored: Bool | None
+    rules: FlagRules,
+    confidence: F64,
+    loss: F64 | None,
+    correct: Bool | None,
+    scored: Bool | None,
+    predicted: npt.NDArray[Any] | None = None,
 ) -> FlagMasks:
     """Evaluate the rules that are on.
 
     ``low_confidence``: confidence < min_confidence (NaN confidence never fires);
     ``high_loss``: loss > max_loss (items without a loss never fire);
-    ``misclassified``: predicted != true class, for scored items only.
+    ``misclassified``: predicted != true class, for scored items only;
+    ``risk_policy``: not accepted by the policy's thresholds (:func:`risk_mask`).
     """
     n = confidence.shape[0]
     off = np.zeros(n, dtype=bool)
@@ -55,7 +76,11 @@ def apply_rules(
         mis = ~correct if scored is None else ~correct & scored
     else:
         mis = off
-    return FlagMasks(low, high, mis, low | high | mis)
+    if rules.risk_thresholds is not None:
+        risk = risk_mask(rules.risk_thresholds, confidence, predicted)
+    else:
+        risk = off
+    return FlagMasks(low, high, mis, risk, low | high | mis | risk)
 
 
 def reason_bits(masks: Sequence[Bool]) -> npt.NDArray[np.uint8]:

@@ -235,7 +235,7 @@ def score_batch(b: Batch, rules: FlagRules) -> ScoreResult:
         st.confidence,
         st.top_confidence,
         st.predicted,
-        apply_rules(rules, st.confidence, loss, correct, scored),
+        apply_rules(rules, st.confidence, loss, correct, scored, st.predicted),
         rules,
         warnings=warnings,
         n_clipped=st.n_clipped,

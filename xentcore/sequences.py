@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcore.errors import InputError
+from xentcore.types import SEQUENCE_REASONS
 
 __all__ = ["CENSORED_LOGPROB", "SequenceResult", "openai_logprobs", "score_sequences"]
 
@@ -48,6 +49,7 @@ class SequenceResult:
     min_token_index: I64
     low_confidence: Bool
     low_token_probability: Bool
+    risk_policy: Bool
     batch_nll: float
     batch_perplexity: float
     warnings: list[str] = field(default_factory=list)
@@ -55,7 +57,7 @@ class SequenceResult:
     @cached_property
     def flagged(self) -> Bool:
         """Whether each sequence is flagged by any rule."""
-        return self.low_confidence | self.low_token_probability
+        return self.low_confidence | self.low_token_probability | self.risk_policy
 
     @cached_property
     def flagged_indices(self) -> npt.NDArray[np.intp]:
@@ -63,20 +65,16 @@ class SequenceResult:
         return np.flatnonzero(self.flagged)
 
     def counts(self) -> dict[str, int]:
-        """Number of sequences each reason fires for (``low_confidence``,
-        ``low_token_probability``)."""
-        return {
-            "low_confidence": int(np.count_nonzero(self.low_confidence)),
-            "low_token_probability": int(np.count_nonzero(self.low_token_probability)),
-        }
+        """Number of sequences each reason fires for (``SEQUENCE_REASONS``)."""
+        return {name: int(np.count_nonzero(getattr(self, name))) for name in SEQUENCE_REASONS}
 
     @cached_property
     def reasons(self) -> list[list[str]]:
-        """Reasons per sequence: ``low_confidence`` then ``low_token_probability``."""
-        pairs = zip(self.low_confidence.tolist(), self.low_token_probability.tolist(), strict=True)
+        """Reasons per sequence, in the order of ``SEQUENCE_REASONS``."""
+        columns = [getattr(self, name).tolist() for name in SEQUENCE_REASONS]
         return [
-            [name for name, on in (("low_confidence", a), ("low_token_probability", b)) if on]
-            for a, b in pairs
+            [name for name, on in zip(SEQUENCE_REASONS, row, strict=True) if on]
+            for row in zip(*columns, strict=True)
         ]
 
 
@@ -152,6 +150,7 @@ def score_sequences(
     min_confidence: float | None = 0.5,
     min_token_probability: float | None = None,
     positions: Sequence[I64 | None] | None = None,
+    risk_threshold: float | None = None,
 ) -> SequenceResult:
     """Score each sequence of token log-probs; ``None`` turns a flag rule off.
 
@@ -160,7 +159,9 @@ def score_sequences(
     :func:`openai_logprobs`): ``min_token_index`` is then reported in the original numbering.
 
     Flags: ``low_confidence`` when exp(mean_logprob) < ``min_confidence``;
-    ``low_token_probability`` when exp(min_token_logprob) < ``min_token_probability``.
+    ``low_token_probability`` when exp(min_token_logprob) < ``min_token_probability``;
+    ``risk_policy`` unless the confidence >= ``risk_threshold`` (a risk policy's threshold,
+    API.md section 10; ``inf`` accepts nothing).
 
     >>> import xentcore as xc
     >>> s = xc.score_sequences([[-0.1, -0.2, -2.0], [-0.05]], min_token_probability=0.2)
@@ -196,6 +197,7 @@ def score_sequences(
         min_token_index=min_index,
         low_confidence=confidence < min_conf if min_conf is not None else off,
         low_token_probability=np.exp(mins) < min_tok if min_tok is not None else off,
+        risk_policy=~(confidence >= risk_threshold) if risk_threshold is not None else off,
         batch_nll=batch_nll,
         batch_perplexity=float(_perplexity(np.array([batch_nll]), warnings, "batch")[0]),
         warnings=warnings,

@@ -64,6 +64,7 @@ class BatchSummary:
     high_loss: int = 0
     misclassified: int = 0
     low_token_probability: int = 0
+    risk_policy: int = 0
     n_classified: int = 0
     correct: int = 0
     bin_count: list[float] = field(default_factory=_zeros)
@@ -100,6 +101,7 @@ def summarize(result: ScoreResult) -> BatchSummary:
         low_confidence=counts["low_confidence"],
         high_loss=counts["high_loss"],
         misclassified=counts["misclassified"],
+        risk_policy=counts["risk_policy"],
     )
     if result.n_scored is None:
         return s
@@ -131,6 +133,7 @@ def summarize_sequences(result: SequenceResult) -> BatchSummary:
         flagged=int(result.flagged_indices.size),
         low_confidence=counts["low_confidence"],
         low_token_probability=counts["low_token_probability"],
+        risk_policy=counts["risk_policy"],
     )
 
 
@@ -155,6 +158,7 @@ def figures(s: BatchSummary) -> dict[str, float | int | None]:
         "high_loss": s.high_loss,
         "misclassified": s.misclassified,
         "low_token_probability": s.low_token_probability,
+        "risk_policy": s.risk_policy,
     }
 
 
@@ -171,6 +175,7 @@ SCALAR_FIELDS = (
     "high_loss",
     "misclassified",
     "low_token_probability",
+    "risk_policy",
     "n_classified",
     "correct",
 )
@@ -190,9 +195,10 @@ _FIGURES = (
     "high_loss",
     "misclassified",
     "low_token_probability",
+    "risk_policy",
 )
 _COUNTS = ("n_items", "n_scored", "flagged", "low_confidence", "high_loss", "misclassified",
-           "low_token_probability")  # fmt: skip
+           "low_token_probability", "risk_policy")  # fmt: skip
 
 
 def ratios(num: npt.NDArray[np.float64], den: npt.NDArray[np.float64]) -> list[float | None]:

@@ -34,7 +34,7 @@ __all__ = [
 Task = Literal["binary", "multiclass", "multilabel"]
 InputType = Literal["probabilities", "logits", "log_probabilities"]
 ConfidenceMethod = Literal["max_probability", "margin", "entropy", "true_class"]
-Reason = Literal["low_confidence", "high_loss", "misclassified"]
+Reason = Literal["low_confidence", "high_loss", "misclassified", "risk_policy"]
 
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "multilabel")
 INPUT_TYPES: tuple[InputType, ...] = ("probabilities", "logits", "log_probabilities")
@@ -45,9 +45,9 @@ CONFIDENCE_METHODS: tuple[ConfidenceMethod, ...] = (
     "true_class",
 )
 #: Flag reasons, in the order they are listed for an item.
-REASONS: tuple[Reason, ...] = ("low_confidence", "high_loss", "misclassified")
+REASONS: tuple[Reason, ...] = ("low_confidence", "high_loss", "misclassified", "risk_policy")
 #: The reasons a sequence is flagged for, in the order of their bit masks.
-SEQUENCE_REASONS = ("low_confidence", "low_token_probability")
+SEQUENCE_REASONS = ("low_confidence", "low_token_probability", "risk_policy")
 
 #: The default ``clip_eps``: float64 machine epsilon, as scikit-learn's ``log_loss``.
 DEFAULT_EPS = float(np.finfo(np.float64).eps)
@@ -65,6 +65,10 @@ class FlagRules:
     min_confidence: float | None = 0.5
     max_loss: float | None = None
     misclassified: bool = False
+    #: a risk policy's acceptance thresholds (API.md section 10): one for every item, or one per
+    #: class, picked by the item's predicted class; ``inf`` accepts nothing. An item is flagged
+    #: ``risk_policy`` unless its confidence >= its threshold (a NaN confidence never passes).
+    risk_thresholds: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)  # it may hold arrays: compared by identity

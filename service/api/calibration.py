@@ -1,4 +1,5 @@
-"""``POST /v1/calibration``: reliability bins, ECE / MCE, Brier, NLL and a temperature fit."""
+"""``POST /v1/calibration``: reliability bins, ECE / MCE / RMS, classwise ECE, Brier, NLL, the
+binary reliability curve and a temperature fit."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ router = APIRouter(prefix="/v1", tags=["calibration"])
     summary="Calibration of a labelled batch",
 )
 async def calibration_route(request: Request) -> Response:
-    """How well confidences match accuracy: `ece`, `mce`, `brier`, `nll` and the reliability
-    `bins` (binary or multiclass, labels required); with `fit_temperature`, the temperature that
-    minimises the NLL and the figures after scaling."""
+    """How well confidences match accuracy: `ece`, `mce`, `rms_calibration_error`,
+    `classwise_ece`, `brier`, `nll` and the reliability `bins` (binary or multiclass, labels
+    required), and for a binary task the positive-class `reliability_curve`; with
+    `fit_temperature`, the temperature that minimises the NLL and the figures after scaling."""
     return await run_batch(
         request,
         CalibrationRequest,

@@ -27,6 +27,7 @@ from service.departure import CLIENT_CLOSED, ClientGone, Departure, watch_depart
 from service.http import Body, compute, dumps, header_length, json_response, read_body
 from service.metrics import Metrics
 from service.parsing import Parsed, parse_batch, parse_sequences
+from service.policyuse import policy_block, read_policy
 from service.recording import kept_batch, kept_sequences, record_batch, record_sequences
 from service.schemas import BatchRequest, SequencesRequest
 from service.settings import Settings
@@ -156,6 +157,9 @@ async def _serve(
     metrics: Metrics = request.app.state.metrics
     slots: ScoringSlots = request.app.state.slots
     size = len(body)
+    if b'"policy"' in bytes(body[: settings.inline_body_bytes + 1]):
+        # a flag policy is read from the store while scoring: never on the event loop
+        size = max(size, settings.inline_body_bytes + 1)
     client.check("scoring")
     async with slots.hold():
         scored = await compute(
@@ -216,18 +220,26 @@ async def run_batch(
         body: Body, length: int | None, settings: Settings, check: Check
     ) -> Scored[B, ScoreResult]:
         parsed = parse_batch(body, model, header_length=length, settings=settings)
+        req = parsed.request
+        policy = None
+        if req.flag is not None and req.flag.policy is not None:
+            policy = read_policy(request.app.state.store, req.stream, req.flag.policy)
         check("scoring")
-        batch, result = score_request(parsed, settings)
+        batch, result = score_request(parsed, settings, policy)
         check("the calibration figures")
         more = extra(parsed, batch, result) if extra is not None else {}
-        req = parsed.request
+        if policy is not None and req.flag is not None and req.flag.policy is not None:
+            more["policy"] = policy_block(req.flag.policy, policy)
         audit = audit_of(req.audit_rate, req.audit_seed, result.n_items)
         return Scored(req, result, more, batch, audit)
 
     def answer(scored: Scored[B, ScoreResult], recorded: bool | None) -> dict[str, Any]:
         req = scored.request
         ctx = BatchContext(req, req.ids, recorded, scored.extra, scored.audit)
-        return view(ctx, scored.result)
+        out = view(ctx, scored.result)
+        if "policy" in scored.extra:
+            out["policy"] = scored.extra["policy"]
+        return out
 
     route: Route[B, ScoreResult] = Route(
         score=score,

@@ -242,6 +242,9 @@ def calibration_figures(
         "brier": c.brier,
         "nll": c.nll,
         "bins": c.bins,
+        "classwise_ece": c.classwise_ece,
+        "rms_calibration_error": c.rms_calibration_error,
+        "reliability_curve": c.reliability_curve,
     }
     if req.fit_temperature:
         out |= {"temperature": c.temperature, "nll_after": c.nll_after, "ece_after": c.ece_after}

@@ -55,6 +55,11 @@ class FlagRules(BaseModel):
     misclassified: bool | None = Field(
         None, description="Flag `misclassified` when predicted != label (needs labels)."
     )
+    policy: StreamName | None = Field(
+        None,
+        description="Flag `risk_policy` for items a risk-controlled policy of the request's "
+        "`stream` does not accept (PUT /v1/streams/{stream}/policies/{name}).",
+    )
 
 
 #: An audit seed: a non-negative 64-bit integer (numpy's generators take no negative seed).

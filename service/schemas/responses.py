@@ -35,6 +35,7 @@ __all__ = [
     "LossColumns",
     "LossResponse",
     "LossSummary",
+    "ReliabilityCurve",
     "ScoreColumns",
     "ScoreResponse",
     "SequenceOut",
@@ -68,6 +69,23 @@ class FlaggedSummary(BaseModel):
     rate: float = Field(description="count / n_items.")
     indices: list[int] = Field(description="Indices of the flagged items, ascending.")
     ids: list[str] | list[int] | None = Field(None, description="Their ids, when given.")
+
+
+class PolicyUsed(BaseModel):
+    """The risk policy a request's ``flag.policy`` applied (API.md section 10)."""
+
+    model_config = OUT
+    name: str
+    version: int
+    threshold: float | None = Field(
+        None, description="Accept confidence >= this (null: infeasible, nothing accepted)."
+    )
+    thresholds: dict[str, float | None] | None = Field(
+        None, description="Per predicted class (null: that class is always flagged)."
+    )
+    alpha: float
+    delta: float
+    feasible: bool
 
 
 class AuditSummary(BaseModel):
@@ -129,6 +147,7 @@ class _BatchTail(BaseModel):
         description="Whether the batch was written to the monitoring store (null: no `stream`)."
     )
     audit: AuditSummary | None = Field(None, description="Present only with `audit_rate`.")
+    policy: PolicyUsed | None = Field(None, description="Present only with `flag.policy`.")
 
 
 class ScoreResponse(_BatchHead, _BatchTail):
@@ -175,6 +194,15 @@ class Bin(BaseModel):
     accuracy: float | None
 
 
+class ReliabilityCurve(BaseModel):
+    """The positive-class reliability curve (scikit-learn's ``calibration_curve``)."""
+
+    model_config = OUT
+    prob_true: list[float] = Field(description="Fraction of positives, per non-empty bin.")
+    prob_pred: list[float] = Field(description="Mean predicted p of the positive class, per bin.")
+    count: list[int] = Field(description="Items per non-empty bin.")
+
+
 class CalibrationResponse(_BatchHead, _BatchTail):
     n_scored: int
     ece: float | None
@@ -185,6 +213,21 @@ class CalibrationResponse(_BatchHead, _BatchTail):
     temperature: float | None = None
     nll_after: float | None = None
     ece_after: float | None = None
+    classwise_ece: float | None = Field(
+        None,
+        description="Mean over classes of the ECE of each class's probability against its "
+        "frequency, in the same bins (Kull et al. 2019); null when nothing is scored.",
+    )
+    rms_calibration_error: float | None = Field(
+        None,
+        description="sqrt(sum_b (n_b / N) (acc_b - conf_b)^2) over the ECE's bins "
+        "(torchmetrics' `l2` norm); null when nothing is scored.",
+    )
+    reliability_curve: ReliabilityCurve | None = Field(
+        None,
+        description="Binary tasks: the positive-class curve in `n_bins` bins of p with "
+        "`strategy` (scikit-learn's `calibration_curve`); null for multiclass.",
+    )
 
 
 class SequenceOut(BaseModel):

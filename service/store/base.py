@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from xentcore.summary import BatchSummary
 
 if TYPE_CHECKING:
+    from service.store.calset import CalibrationSet
+    from service.store.fits import Kind
     from service.store.kept import Kept
     from service.store.labels import LabelCounts
     from service.store.payload import FlaggedItems
@@ -165,6 +167,32 @@ class Store(Protocol):
     def label(self, stream: str, ids: Sequence[Any], labels: Sequence[Any]) -> LabelCounts:
         """Apply late labels to the newest kept item of each id, all or nothing; raises
         ``LabelProblem`` (nothing written) for a label of the wrong form for its item."""
+        ...
+
+    def calibration_set(
+        self,
+        stream: str,
+        *,
+        confidence: str,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> CalibrationSet:
+        """The stream's calibration set in [since, until) for a confidence method."""
+        ...
+
+    def put_fit(self, stream: str, kind: Kind, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Store the next version of a risk policy or calibrator; returns it with ``version``
+        and ``fitted_at``."""
+        ...
+
+    def get_fit(
+        self, stream: str, kind: Kind, name: str, version: int | None = None
+    ) -> dict[str, Any] | None:
+        """The newest (or the given) version of a policy or calibrator; None if absent."""
+        ...
+
+    def list_fits(self, stream: str, kind: Kind) -> list[dict[str, Any]]:
+        """The newest version of each policy (or calibrator) of a stream, by name."""
         ...
 
     def index_items(self, *, max_items: int = 50_000) -> int:

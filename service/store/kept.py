@@ -17,7 +17,8 @@ kept items and its label sums commit together.
 
 Payload (version 1), little-endian: ``b"XKI1" | uint32 header length | header (JSON) | arrays``;
 the header holds ``task``, ``n``, ``n_classes``, ``classes``, ``audit_rate``, ``clip_eps``,
-``ids`` and the arrays' ``[name, dtype, shape]``, the arrays are the columns of
+``confidence`` (the method; absent in payloads written before it), ``ids`` and the arrays'
+``[name, dtype, shape]``, the arrays are the columns of
 :class:`KeptRows` (boolean masks as uint8, multilabel sets as ``np.packbits`` rows).
 """
 
@@ -72,6 +73,8 @@ class Kept:
     audit_rate: float | None = None
     #: the request's ``clip_eps``: a late binary label is scored with the batch's clipping
     clip_eps: float = DEFAULT_EPS
+    #: the request's confidence method (``sequence`` for sequences): what ``confidence`` holds
+    confidence: str | None = None
 
 
 def id_key(value: Any) -> str:
@@ -127,6 +130,7 @@ def encode_kept(item: Kept) -> bytes:
             "classes": None if item.class_names is None else list(item.class_names),
             "audit_rate": item.audit_rate,
             "clip_eps": item.clip_eps,
+            "confidence": item.confidence,
             "ids": list(item.ids),
             "arrays": [[k, a.dtype.str, list(a.shape)] for k, a in arrays.items()],
         },
@@ -150,6 +154,8 @@ class KeptBatch:
     ids: list[Any]
     arrays: dict[str, npt.NDArray[Any]]
     eps: float = DEFAULT_EPS
+    #: the confidence method of ``arrays["confidence"]`` (None: kept before it was recorded)
+    confidence: str | None = None
 
     def shown_class(self, k: int) -> Any:
         return self.classes[k] if self.classes is not None and 0 <= k < len(self.classes) else k
@@ -195,6 +201,7 @@ def decode_kept(batch_id: int, time: float, payload: bytes) -> KeptBatch:
         ids=header["ids"],
         arrays=arrays,
         eps=float(header.get("clip_eps", DEFAULT_EPS)),
+        confidence=header.get("confidence"),
     )
 
 

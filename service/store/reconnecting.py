@@ -15,6 +15,8 @@ from service.store.base import (
     StoreUnavailable,
     decode_cursor,
 )
+from service.store.calset import CalibrationSet
+from service.store.fits import Kind
 from service.store.kept import Kept
 from service.store.labels import LabelCounts
 from service.store.payload import FlaggedItems
@@ -108,6 +110,29 @@ class ReconnectingStore:
 
     def label(self, stream: str, ids: Sequence[Any], labels: Sequence[Any]) -> LabelCounts:
         return self.current().label(stream, ids, labels)
+
+    def calibration_set(
+        self,
+        stream: str,
+        *,
+        confidence: str,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> CalibrationSet:
+        return self.current().calibration_set(
+            stream, confidence=confidence, since=since, until=until
+        )
+
+    def put_fit(self, stream: str, kind: Kind, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.current().put_fit(stream, kind, name, body)
+
+    def get_fit(
+        self, stream: str, kind: Kind, name: str, version: int | None = None
+    ) -> dict[str, Any] | None:
+        return self.current().get_fit(stream, kind, name, version)
+
+    def list_fits(self, stream: str, kind: Kind) -> list[dict[str, Any]]:
+        return self.current().list_fits(stream, kind)
 
     def index_items(self, *, max_items: int = 50_000) -> int:
         return self.current().index_items(max_items=max_items)

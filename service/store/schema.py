@@ -26,6 +26,8 @@ revision creates, and the store's queries are written against them.
   hold the batch sums; labels sent with a batch add to them when it is recorded, late labels
   (with their replacements' differences) when they arrive, in the bucket where the item was
   scored.
+- ``xent_fits`` (schema version 6): a stream's risk policies and calibrators (API.md section
+  10), one row per fitted version, its request and figures as JSON.
 - ``xent_schema_version``: the schema version, kept so that a release that predates Alembic
   (version 1) refuses a newer store instead of writing to it.
 """
@@ -50,6 +52,7 @@ __all__ = [
     "item_labels",
     "kept",
     "kept_pending",
+    "fits",
     "label_batches",
     "label_rollups",
     "metadata",
@@ -57,8 +60,8 @@ __all__ = [
     "schema_version",
 ]
 
-#: The schema version this code writes (``xent_schema_version``; Alembic revision ``0005``).
-SCHEMA_VERSION = 5
+#: The schema version this code writes (``xent_schema_version``; Alembic revision ``0006``).
+SCHEMA_VERSION = 6
 #: Rollup periods in seconds, coarsest first (``level`` 0 = lifetime totals).
 LEVELS = (86400, 3600, 60)
 #: Integer sums of a BatchSummary, by column name (= field name).
@@ -71,6 +74,7 @@ COUNT_COLUMNS = (
     "high_loss",
     "misclassified",
     "low_token_probability",
+    "risk_policy",
     "n_classified",
     "correct",
 )
@@ -242,4 +246,16 @@ label_rollups = sa.Table(
     sa.PrimaryKeyConstraint("stream", "level", "start", "task", name="xent_label_rollups_pk"),
     sa.Index("xent_label_rollups_level_start", "level", "start"),
     sqlite_with_rowid=False,
+)
+fits = sa.Table(
+    "xent_fits",
+    metadata,
+    # a stream's fitted risk policies and calibrators (API.md section 10), one row per version
+    sa.Column("stream", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("fitted_at", sa.Float(53), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("stream", "kind", "name", "version", name="xent_fits_pk"),
 )

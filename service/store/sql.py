@@ -21,8 +21,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from service.store.base import decode_cursor, encode_cursor
+from service.store.calset import CalibrationSet, calibration_set
 from service.store.connections import DEFAULT_TIMEOUT, engine_for
 from service.store.expiry import Expiry
+from service.store.fits import Kind, get_fit, list_fits, put_fit
 from service.store.flaggedpages import FlaggedPages
 from service.store.kept import Kept, index_pending, write_kept
 from service.store.labels import LabelCounts, apply_labels
@@ -173,6 +175,44 @@ class SqlStore(WindowReads, FlaggedPages, Expiry):
         (:func:`service.store.labels.apply_labels`; ``LabelProblem`` writes nothing)."""
         with self._tx() as conn:
             return apply_labels(conn, stream=stream, ids=ids, labels=labels)
+
+    def calibration_set(
+        self,
+        stream: str,
+        *,
+        confidence: str,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> CalibrationSet:
+        """The stream's calibration set (:mod:`service.store.calset`), read in one snapshot."""
+        with self._tx() as conn:
+            return calibration_set(conn, stream, confidence=confidence, since=since, until=until)
+
+    def put_fit(self, stream: str, kind: Kind, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Store ``body`` as the next version of a policy or calibrator; returns it with its
+        ``version`` and ``fitted_at`` (a concurrent fit of the same name: retried)."""
+        for attempt in range(5):
+            now = time.time()
+            try:
+                with self._tx() as conn:
+                    version = put_fit(
+                        conn, stream=stream, kind=kind, name=name, fitted_at=now, body=body
+                    )
+                return {**body, "version": version, "fitted_at": now}
+            except sa.exc.IntegrityError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get_fit(
+        self, stream: str, kind: Kind, name: str, version: int | None = None
+    ) -> dict[str, Any] | None:
+        with self._connection() as conn:
+            return get_fit(conn, stream=stream, kind=kind, name=name, version=version)
+
+    def list_fits(self, stream: str, kind: Kind) -> list[dict[str, Any]]:
+        with self._connection() as conn:
+            return list_fits(conn, stream=stream, kind=kind)
 
     def index_items(self, *, max_items: int = 50_000) -> int:
         """Add the lookup keys of queued kept batches (:func:`service.store.kept.index_pending`),

@@ -105,3 +105,42 @@ def test_the_batch_is_scored_once(client: Any, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(core_calibration, "score_batch", refused)
     out = calibrate(client, {"predictions": [0.9, 0.8, 0.3, 0.6], "labels": [1, 1, 0, 0]})
     assert calls == ["score"] and out["n_scored"] == 4
+
+
+def test_breadth_figures_binary(client: Any) -> None:
+    """classwise ECE, RMS and the positive-class reliability curve (hand-computed)."""
+    out = calibrate(
+        client, {"predictions": [0.9, 0.8, 0.3, 0.6], "labels": [1, 1, 0, 0], "n_bins": 5}
+    )
+    # top-label gaps per bin: -0.6 (1 item), +0.5 (2 items), +0.1 (1 item)
+    rms = math.sqrt((0.36 + 0.25 / 2 + 0.01) / 4)
+    assert out["rms_calibration_error"] == pytest.approx(rms, rel=1e-14)
+    assert out["classwise_ece"] == pytest.approx((0.3 + 0.6 + 0.2 + 0.1) / 4, rel=1e-14)
+    assert out["reliability_curve"] == {
+        "prob_true": [0.0, 0.0, 1.0, 1.0],
+        "prob_pred": [0.3, 0.6, 0.8, 0.9],
+        "count": [1, 1, 1, 1],
+    }
+    # the figures that were there before are unchanged
+    assert out["ece"] == pytest.approx((0.1 + 0.5 + 0.6) / 4, rel=1e-12)
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+def test_breadth_figures_match_xentcore(client: Any, strategy: str) -> None:
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(80, 3)) * 3
+    y = rng.integers(0, 3, 80)
+    body = {"predictions": z.tolist(), "labels": y.tolist(), "input_type": "logits"}
+    out = calibrate(client, {**body, "strategy": strategy, "n_bins": 6})
+    ref = xc.calibration(z, y, input_type="logits", strategy=strategy, n_bins=6)
+    assert out["classwise_ece"] == pytest.approx(ref.classwise_ece, rel=1e-12)
+    assert out["rms_calibration_error"] == pytest.approx(ref.rms_calibration_error, rel=1e-12)
+    assert out["reliability_curve"] is None  # multiclass
+    zb, yb = z[:, 0], (y == 0).astype(int)
+    binary = {"predictions": zb.tolist(), "labels": yb.tolist(), "input_type": "logits"}
+    out = calibrate(client, {**binary, "strategy": strategy, "n_bins": 6})
+    ref = xc.calibration(zb, yb, input_type="logits", strategy=strategy, n_bins=6)
+    assert ref.reliability_curve is not None
+    assert out["reliability_curve"]["count"] == ref.reliability_curve["count"]
+    for key in ("prob_true", "prob_pred"):
+        assert out["reliability_curve"][key] == pytest.approx(ref.reliability_curve[key], rel=1e-12)

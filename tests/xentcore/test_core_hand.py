@@ -25,9 +25,13 @@ def test_public_api() -> None:
         "CalibrationResult",
         "InputError",
         "NATIVE_KERNELS",
+        "RiskCoverage",
+        "RiskPolicyFit",
         "ScoreResult",
         "SequenceResult",
         "calibration",
+        "risk_control",
+        "risk_coverage",
         "score",
         "score_sequences",
     ]
@@ -434,7 +438,12 @@ def test_flag_rules_on_multiclass() -> None:
         ["high_loss", "misclassified"],
         ["low_confidence", "high_loss", "misclassified"],
     ]
-    assert r.masks.counts() == {"low_confidence": 2, "high_loss": 2, "misclassified": 2}
+    assert r.masks.counts() == {
+        "low_confidence": 2,
+        "high_loss": 2,
+        "misclassified": 2,
+        "risk_policy": 0,
+    }
     assert r.flagged.tolist() == [True, True, True]
 
 

@@ -25,8 +25,18 @@ import sqlalchemy as sa
 from alembic import op
 
 from service.store.payload import FlaggedItems, encode, reason_bits
-from service.store.schema import BIN_COLUMNS, LEVELS, SUM_COLUMNS, sum_columns
+from service.store.schema import BIN_COLUMNS, LEVELS
+from service.store.schema import SUM_COLUMNS as _NEWEST_SUMS
+from service.store.schema import sum_columns as _newest_sum_columns
 from xentcore.types import REASONS
+
+#: The summed columns as of this revision: later revisions add theirs (0006: ``risk_policy``).
+SUM_COLUMNS = tuple(c for c in _NEWEST_SUMS if c != "risk_policy")
+
+
+def sum_columns() -> list[sa.Column[object]]:
+    return [c for c in _newest_sum_columns() if c.name in SUM_COLUMNS]
+
 
 revision = "0002"
 down_revision = "0001"

@@ -1,0 +1,217 @@
+"""Flags with a guarantee over HTTP (API.md section 10): risk-controlled policies and the
+risk-coverage curve of a stream's calibration set (section 9).
+
+- ``PUT /v1/streams/{stream}/policies/{name}`` fits a policy on the calibration set now
+  (:func:`xentcore.risk.risk_control`) and stores it as the name's next version;
+- ``GET /v1/streams/{stream}/policies/{name}`` (the newest version, or ``?version=``) and
+  ``GET /v1/streams/{stream}/policies`` (the newest of each name);
+- ``GET /v1/streams/{stream}/risk-coverage`` (:func:`xentcore.risk.risk_coverage`).
+
+A batch request uses a policy with ``"flag": {"policy": name}`` (``service.api.pipeline``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import anyio.to_thread
+import numpy as np
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.api.streams import (
+    _ERRORS,
+    Since,
+    StreamName,
+    Until,
+    _query_error,
+    _read,
+    iso,
+    parse_time,
+)
+from service.schemas.fields import STREAM_PATTERN
+from service.store import Store
+from service.store.calset import CalibrationSet
+from xentcore.errors import InputError
+from xentcore.risk import risk_control, risk_coverage
+from xentcore.types import ConfidenceMethod
+
+__all__ = ["PolicyRequest", "router"]
+
+router = APIRouter(prefix="/v1/streams", tags=["policies"])
+
+FitName = Annotated[str, Path(pattern=STREAM_PATTERN, description="The policy's name")]
+#: A policy's confidence: a classifier's method, or ``sequence`` (a sequences stream).
+PolicyConfidence = ConfidenceMethod | Literal["sequence"]
+
+
+class PolicyRequest(BaseModel):
+    """A risk-controlled policy to fit on the stream's calibration set (API.md section 10)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"alpha": 0.05, "delta": 0.1}]},
+    )
+
+    alpha: float = Field(gt=0, lt=1, description="Target error rate among accepted items.")
+    delta: float = Field(
+        0.1, gt=0, lt=1, description="Allowed probability that the guarantee fails."
+    )
+    confidence: PolicyConfidence = Field(
+        "max_probability",
+        description="The confidence the threshold applies to: the method of the batches that "
+        "will use the policy (`sequence` for a sequences stream).",
+    )
+    per_class: bool = Field(False, description="One threshold per predicted class (Mondrian).")
+    since: str | None = Field(None, description="Calibration window start (ISO 8601).")
+    until: str | None = Field(None, description="Calibration window end (ISO 8601).")
+    min_calibration: int = Field(
+        100, ge=1, description="Fewer calibration items (per class with per_class): infeasible."
+    )
+
+
+def _window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    t0, t1 = parse_time(since, "since"), parse_time(until, "until")
+    if t0 is not None and t1 is not None and t1 <= t0:
+        raise _query_error("until", "must be after since")
+    return t0, t1
+
+
+def _calibration(
+    request: Request, stream: str, confidence: str, t0: float | None, t1: float | None
+) -> CalibrationSet:
+    def read(store: Store) -> CalibrationSet | None:
+        if not store.has_stream(stream):
+            return None
+        return store.calibration_set(stream, confidence=confidence, since=t0, until=t1)
+
+    found = _read(request, read)
+    if found is None:
+        raise HTTPException(404, f"no batch recorded under stream {stream!r}")
+    return found
+
+
+def _task_check(cal: CalibrationSet, req: PolicyRequest) -> None:
+    """422 for a confidence or per_class that does not fit the stream's task."""
+    sequences = "sequences" in cal.tasks
+    if sequences and req.confidence != "sequence":
+        raise _body_error("confidence", "a sequences stream's policy uses confidence 'sequence'")
+    if not sequences and cal.tasks and req.confidence == "sequence":
+        raise _body_error("confidence", "'sequence' is the confidence of sequences streams only")
+    if req.per_class and (sequences or "multilabel" in cal.tasks):
+        raise _body_error("per_class", "per-class thresholds need one predicted class per item")
+
+
+def _body_error(field: str, message: str) -> HTTPException:
+    return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+
+
+def _fit(cal: CalibrationSet, req: PolicyRequest) -> dict[str, Any]:
+    classes = cal.predicted if req.per_class else None
+    try:
+        fit = risk_control(
+            cal.confidence,
+            cal.correct,
+            alpha=req.alpha,
+            delta=req.delta,
+            classes=classes,
+            min_calibration=req.min_calibration,
+        )
+    except InputError as exc:  # the request's values are checked above: a stored-data problem
+        raise _body_error(str(exc.location[-1]) if exc.location else "alpha", str(exc)) from None
+    return {
+        "alpha": req.alpha,
+        "delta": req.delta,
+        "confidence": req.confidence,
+        "per_class": req.per_class,
+        "since": req.since,
+        "until": req.until,
+        "min_calibration": req.min_calibration,
+        **fit.to_dict(),
+        "other_method": cal.other_method,
+    }
+
+
+@router.put(
+    "/{stream}/policies/{name}",
+    summary="Fit a risk-controlled policy on the stream's calibration set",
+    responses=_ERRORS,
+)
+async def put_policy(
+    request: Request, stream: StreamName, name: FitName, body: PolicyRequest
+) -> dict[str, Any]:
+    """Fit the confidence threshold whose error rate among accepted items is at most
+    ``alpha`` with probability at least 1 - ``delta`` (fixed-sequence testing with exact
+    Clopper-Pearson bounds; API.md section 10) and store it as the name's next version.
+
+    Too few calibration items, or no threshold meeting ``alpha``: ``"feasible": false``, and
+    a batch using the policy has every item flagged. ``other_method`` counts calibration items
+    left out because their batch used another confidence method."""
+    t0, t1 = _window(body.since, body.until)
+    cal = await anyio.to_thread.run_sync(
+        lambda: _calibration(request, stream, body.confidence, t0, t1)
+    )
+    _task_check(cal, body)
+    figures = await anyio.to_thread.run_sync(lambda: _fit(cal, body))
+    stored: dict[str, Any] = await anyio.to_thread.run_sync(
+        lambda: _read(request, lambda store: store.put_fit(stream, "policy", name, figures))
+    )
+    return _shown(stream, name, stored)
+
+
+def _shown(stream: str, name: str, stored: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "stream": stream, **stored, "fitted_at": iso(stored["fitted_at"])}
+
+
+@router.get(
+    "/{stream}/policies/{name}", summary="A stored risk-controlled policy", responses=_ERRORS
+)
+def get_policy(
+    request: Request,
+    stream: StreamName,
+    name: FitName,
+    version: Annotated[int | None, Query(ge=1, description="A version; default the newest")] = None,
+) -> dict[str, Any]:
+    """The newest version of the policy (or ``version``); 404 when there is none."""
+    found = _read(request, lambda store: store.get_fit(stream, "policy", name, version))
+    if found is None:
+        raise HTTPException(404, f"no policy {name!r} in stream {stream!r}")
+    return _shown(stream, name, found)
+
+
+@router.get("/{stream}/policies", summary="The stream's policies", responses=_ERRORS)
+def list_policies(request: Request, stream: StreamName) -> dict[str, Any]:
+    """The newest version of each of the stream's policies, by name."""
+    rows = _read(request, lambda store: _named(store.list_fits(stream, "policy")))
+    return {"policies": [_shown(stream, n, row) for n, row in rows]}
+
+
+def _named(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(str(row.pop("name")), row) for row in rows]
+
+
+@router.get(
+    "/{stream}/risk-coverage",
+    summary="Risk against coverage over the stream's calibration set",
+    responses=_ERRORS,
+)
+def get_risk_coverage(
+    request: Request,
+    stream: StreamName,
+    since: Since = None,
+    until: Until = None,
+    confidence: Annotated[
+        PolicyConfidence, Query(description="The confidence method of the curve")
+    ] = "max_probability",
+    delta: Annotated[float, Query(gt=0, lt=1, description="For risk_upper_bound")] = 0.1,
+) -> dict[str, Any]:
+    """One point per distinct confidence of the calibration set (at most 101, spread evenly
+    in coverage, coverage descending): ``threshold``, ``coverage``, ``risk`` (the error rate
+    among items accepted at it) and ``risk_upper_bound`` (its 1 - delta Clopper-Pearson
+    bound), and the AURC (Geifman, Uziel & El-Yaniv 2019)."""
+    t0, t1 = _window(since, until)
+    cal = _calibration(request, stream, confidence, t0, t1)
+    out: dict[str, Any] = risk_coverage(
+        np.asarray(cal.confidence), np.asarray(cal.correct), delta=delta
+    ).to_dict()
+    return out
