@@ -30,6 +30,7 @@ from service.api.streams import (
     parse_time,
 )
 from service.schemas.fields import STREAM_PATTERN
+from service.schemas.responses import PoliciesResponse, PolicyResponse, RiskCoverageResponse
 from service.store import Store
 from service.store.calset import CalibrationSet
 from xentcore.errors import InputError
@@ -135,7 +136,7 @@ def _fit(cal: CalibrationSet, req: PolicyRequest) -> dict[str, Any]:
 @router.put(
     "/{stream}/policies/{name}",
     summary="Fit a risk-controlled policy on the stream's calibration set",
-    responses=_ERRORS,
+    responses={**_ERRORS, 200: {"model": PolicyResponse, "description": "The stored policy"}},
 )
 async def put_policy(
     request: Request, stream: StreamName, name: FitName, body: PolicyRequest
@@ -164,7 +165,9 @@ def _shown(stream: str, name: str, stored: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get(
-    "/{stream}/policies/{name}", summary="A stored risk-controlled policy", responses=_ERRORS
+    "/{stream}/policies/{name}",
+    summary="A stored risk-controlled policy",
+    responses={**_ERRORS, 200: {"model": PolicyResponse, "description": "The policy"}},
 )
 def get_policy(
     request: Request,
@@ -179,7 +182,11 @@ def get_policy(
     return _shown(stream, name, found)
 
 
-@router.get("/{stream}/policies", summary="The stream's policies", responses=_ERRORS)
+@router.get(
+    "/{stream}/policies",
+    summary="The stream's policies",
+    responses={**_ERRORS, 200: {"model": PoliciesResponse, "description": "Newest of each"}},
+)
 def list_policies(request: Request, stream: StreamName) -> dict[str, Any]:
     """The newest version of each of the stream's policies, by name."""
     rows = _read(request, lambda store: _named(store.list_fits(stream, "policy")))
@@ -193,7 +200,7 @@ def _named(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 @router.get(
     "/{stream}/risk-coverage",
     summary="Risk against coverage over the stream's calibration set",
-    responses=_ERRORS,
+    responses={**_ERRORS, 200: {"model": RiskCoverageResponse, "description": "The curve"}},
 )
 def get_risk_coverage(
     request: Request,

@@ -131,6 +131,10 @@ class Client(_Base[httpx.Client]):
     summary = _blocking(endpoints.summary)
     flagged = _blocking(endpoints.flagged)
     streams = _blocking(endpoints.streams)
+    put_policy = _blocking(endpoints.put_policy)
+    policy = _blocking(endpoints.policy)
+    policies = _blocking(endpoints.policies)
+    risk_coverage = _blocking(endpoints.risk_coverage)
 
     def close(self) -> None:
         self.http.close()
@@ -172,6 +176,10 @@ class AsyncClient(_Base[httpx.AsyncClient]):
     summary = _awaiting(endpoints.summary)
     flagged = _awaiting(endpoints.flagged)
     streams = _awaiting(endpoints.streams)
+    put_policy = _awaiting(endpoints.put_policy)
+    policy = _awaiting(endpoints.policy)
+    policies = _awaiting(endpoints.policies)
+    risk_coverage = _awaiting(endpoints.risk_coverage)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -29,6 +29,9 @@ from service.schemas import (
     ItemsResponse,
     LabelsResponse,
     LossResponse,
+    PoliciesResponse,
+    PolicyResponse,
+    RiskCoverageResponse,
     ScoreResponse,
     SequencesResponse,
     StreamsResponse,
@@ -345,3 +348,63 @@ def flagged(
 def streams(client: Target, /) -> Request[StreamsResponse]:
     """``GET /v1/streams``: every stream with its lifetime totals and when it was last seen."""
     return _get(client, "/v1/streams", StreamsResponse, {})
+
+
+def put_policy(
+    client: Target,
+    /,
+    stream: str,
+    name: str,
+    *,
+    alpha: float,
+    delta: float = 0.1,
+    confidence: str = "max_probability",
+    per_class: bool = False,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    min_calibration: int = 100,
+) -> Request[PolicyResponse]:
+    """``PUT /v1/streams/{stream}/policies/{name}``: fit a risk-controlled policy on the
+    stream's calibration set now and store it as the name's next version (API.md section 10):
+    error rate among accepted items <= ``alpha`` with probability >= 1 - ``delta``."""
+    fields: dict[str, Any] = {
+        "alpha": alpha,
+        "delta": delta,
+        "confidence": confidence,
+        "per_class": per_class,
+        "min_calibration": min_calibration,
+        **_window(since, until),
+    }
+    parts, headers = encode_parts(fields, None)
+    path = _stream_path(stream, f"policies/{quote(name, safe='')}")
+    return Request(path, parts, {**client.headers, **headers}, PolicyResponse, method="PUT")
+
+
+def policy(
+    client: Target, /, stream: str, name: str, *, version: int | None = None
+) -> Request[PolicyResponse]:
+    """``GET /v1/streams/{stream}/policies/{name}``: the newest version (or ``version``)."""
+    params = {} if version is None else {"version": str(version)}
+    path = _stream_path(stream, f"policies/{quote(name, safe='')}")
+    return _get(client, path, PolicyResponse, params)
+
+
+def policies(client: Target, /, stream: str) -> Request[PoliciesResponse]:
+    """``GET /v1/streams/{stream}/policies``: the newest version of each policy."""
+    return _get(client, _stream_path(stream, "policies"), PoliciesResponse, {})
+
+
+def risk_coverage(
+    client: Target,
+    /,
+    stream: str,
+    *,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    confidence: str = "max_probability",
+    delta: float = 0.1,
+) -> Request[RiskCoverageResponse]:
+    """``GET /v1/streams/{stream}/risk-coverage``: risk against coverage over the stream's
+    calibration set, with the AURC."""
+    params = {"confidence": confidence, "delta": repr(delta), **_window(since, until)}
+    return _get(client, _stream_path(stream, "risk-coverage"), RiskCoverageResponse, params)

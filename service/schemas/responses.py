@@ -324,6 +324,55 @@ class StreamsResponse(BaseModel):
     streams: list[dict[str, Any]]
 
 
+class PolicyResponse(BaseModel):
+    """A stored risk-controlled policy (API.md section 10)."""
+
+    model_config = OUT
+    name: str
+    stream: str
+    version: int
+    fitted_at: str
+    alpha: float
+    delta: float
+    confidence: str
+    per_class: bool
+    since: str | None
+    until: str | None
+    min_calibration: int
+    feasible: bool
+    threshold: float | None
+    thresholds: dict[str, float | None] | None = Field(None, description="With per_class.")
+    n_calibration: int
+    n_accepted: int
+    errors: int
+    risk_upper_bound: float | None
+    coverage: float
+    method: str
+    other_method: int = Field(description="Calibration items of batches of another method.")
+
+
+class PoliciesResponse(BaseModel):
+    model_config = OUT
+    policies: list[PolicyResponse]
+
+
+class RiskPoint(BaseModel):
+    model_config = OUT
+    threshold: float
+    coverage: float
+    risk: float
+    risk_upper_bound: float
+
+
+class RiskCoverageResponse(BaseModel):
+    """``GET /v1/streams/{stream}/risk-coverage``."""
+
+    model_config = OUT
+    n: int
+    aurc: float | None
+    points: list[RiskPoint]
+
+
 class HealthResponse(BaseModel):
     model_config = OUT
     status: str

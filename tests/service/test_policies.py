@@ -163,3 +163,23 @@ def test_risk_coverage(app: TestClient) -> None:
     assert got["points"][0]["coverage"] == 1.0
     assert app.get("/v1/streams/s/risk-coverage?delta=2").status_code == 422
     assert app.get("/v1/streams/nope/risk-coverage").status_code == 404
+
+
+def test_the_client_fits_reads_and_uses_a_policy(app: TestClient) -> None:
+    from service.client import Client, XentError
+    from service.schemas import PolicyResponse, RiskCoverageResponse
+
+    p, y = _data(1000)
+    _record(app, p, y, list(range(1000)))
+    xent = Client("http://testserver", http=app, binary_threshold=None)
+    fit = xent.put_policy("s", "gate", alpha=0.1, min_calibration=50)
+    assert isinstance(fit, PolicyResponse) and fit.version == 1 and fit.feasible
+    assert xent.policy("s", "gate").threshold == fit.threshold
+    assert [x.name for x in xent.policies("s").policies] == ["gate"]
+    curve = xent.risk_coverage("s", delta=0.2)
+    assert isinstance(curve, RiskCoverageResponse) and curve.n == 1000
+    r = xent.score(p[:10], stream="s", flag={"policy": "gate"})
+    assert r.policy is not None and r.policy.threshold == fit.threshold
+    with pytest.raises(XentError) as caught:
+        xent.policy("s", "nope")
+    assert caught.value.status_code == 404
