@@ -20,6 +20,7 @@ import xentcore
 from service import deps
 from service.api import (
     calibration,
+    calibrators,
     dashboard,
     docs,
     feedback,
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         streams,
         feedback,
         policies,
+        calibrators,
         health,
         dashboard,
         docs,

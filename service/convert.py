@@ -16,6 +16,7 @@ from service.policyuse import thresholds_of
 from service.schemas import BatchRequest, FlagRules, SequencesRequest
 from service.settings import Settings
 from xentcore import InputError, SequenceResult, score_sequences
+from xentcore.calibrators import CALIBRATOR_TASKS, calibrated_logits
 from xentcore.feedback import audit_mask
 from xentcore.score import ScoreResult, score_batch
 from xentcore.sequences import openai_logprobs
@@ -101,17 +102,46 @@ def audit_of(rate: float | None, seed: int | None, n: int) -> npt.NDArray[np.boo
     return None if rate is None else audit_mask(n, rate, seed)
 
 
+def _calibrated(batch: Batch, labels: Any, options: ScoreOptions, fit: dict[str, Any]) -> Batch:
+    """The batch after the stored calibrator ``fit``: its calibrated logits, checked again (as
+    logits: the request's renormalisation and sum tolerance no longer apply)."""
+    method = fit["method"]
+    task = CALIBRATOR_TASKS[method]
+    if batch.task != task:
+        raise InputError(
+            ("calibrator",), f"a {method} calibrator fits {task} batches, this one is {batch.task}"
+        )
+    z = calibrated_logits(
+        batch.x,
+        input_type=batch.input_type,
+        method=method,
+        temperature=fit.get("temperature") or 1.0,
+        a=fit.get("a", 1.0),
+        b=fit.get("b", 0.0),
+        eps=batch.options.clip_eps,
+    )
+    as_logits = replace(options, input_type="logits", renormalize=False, task=batch.task)
+    return check_batch(z, labels, as_logits)
+
+
 def score_request(
-    parsed: Parsed[B], settings: Settings, policy: dict[str, Any] | None = None
+    parsed: Parsed[B],
+    settings: Settings,
+    policy: dict[str, Any] | None = None,
+    calibrator: dict[str, Any] | None = None,
 ) -> tuple[Batch, ScoreResult]:
-    """Check and score a parsed batch request (InputError -> the route's 422); ``policy``: the
-    stored risk policy its ``flag.policy`` names."""
+    """Check and score a parsed batch request (InputError -> the route's 422); ``policy`` and
+    ``calibrator``: the stored fits its ``flag.policy`` and ``calibrator`` name (the
+    calibrator is applied to the checked predictions before anything else)."""
     req = parsed.request
     check_audit(req.audit_rate, req.stream, req.ids is not None, req.keep_items)
     predictions = parsed.array(("predictions",), req.predictions)
     labels = parsed.array(("labels",), req.labels)
     bound_response(req, len(predictions), parsed.size)  # the answer's size, before scoring
-    batch = check_batch(predictions, labels, score_options(parsed, settings))
+    options = score_options(parsed, settings)
+    batch = check_batch(predictions, labels, options)
+    if calibrator is not None:
+        batch = _calibrated(batch, labels, options, calibrator)
     check_ids(req.ids, batch.n_items)
     rules = flag_rules(req.flag, settings)
     if policy is not None:
@@ -141,7 +171,9 @@ def _token_arrays(
     return arrays, positions, warnings
 
 
-def score_sequences_request(parsed: Parsed[SequencesRequest], settings: Settings) -> SequenceResult:
+def score_sequences_request(
+    parsed: Parsed[SequencesRequest], settings: Settings, policy: dict[str, Any] | None = None
+) -> SequenceResult:
     """Score a parsed sequences request (OpenAI objects read as xentcore reads them; an error in
     one is located at its ``logprobs.content``; no ``flag``: the server's ``min_confidence``)."""
     req = parsed.request
@@ -149,12 +181,22 @@ def score_sequences_request(parsed: Parsed[SequencesRequest], settings: Settings
     check_audit(req.audit_rate, req.stream, has_ids, req.keep_items)
     arrays, positions, warnings = _token_arrays(parsed)
     rules = parsed.request.flag
+    risk = None
+    if policy is not None:
+        if policy["confidence"] != "sequence":
+            raise InputError(
+                ("flag", "policy"),
+                f"the policy was fitted for confidence {policy['confidence']!r}; sequences "
+                "use 'sequence' (fit it on a sequences stream)",
+            )
+        risk = thresholds_of(policy, 1)[0]
     try:
         result = score_sequences(
             arrays,
             min_confidence=settings.min_confidence if rules is None else rules.min_confidence,
             min_token_probability=None if rules is None else rules.min_token_probability,
             positions=positions,
+            risk_threshold=risk,
         )
     except InputError as exc:
         raise _relocated(exc, parsed.request) from None

@@ -55,6 +55,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "Body over `XENT_MAX_BODY_BYTES`, or batch over "
         "`XENT_MAX_ITEMS` / `XENT_MAX_ELEMENTS`.",
     },
+    404: {
+        "model": HTTPError,
+        "description": "`flag.policy` or `calibrator` names nothing the request's `stream` has.",
+    },
     415: {"model": HTTPError, "description": "Content type is not JSON."},
     422: {
         "model": ValidationErrorResponse,

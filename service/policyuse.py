@@ -1,6 +1,7 @@
-"""A batch request's ``"flag": {"policy": name}`` (API.md section 10): the stream's newest
-version of the policy, read from the store, turned into the acceptance thresholds of
-:class:`xentcore.types.FlagRules` and shown in the response's ``policy`` block."""
+"""A batch request's ``"flag": {"policy": name}`` and ``"calibrator": name`` (API.md section
+10): the stream's newest version of each, read from the store; a policy becomes the acceptance
+thresholds of :class:`xentcore.types.FlagRules`, and the answer shows what was applied in its
+``policy`` and ``calibrated`` blocks."""
 
 from __future__ import annotations
 
@@ -10,20 +11,23 @@ from typing import Any
 from fastapi import HTTPException
 
 from service.store import Store
+from service.store.fits import Kind
 
-__all__ = ["policy_block", "read_policy", "thresholds_of"]
+__all__ = ["calibrated_block", "policy_block", "read_fit", "thresholds_of"]
 
 
-def read_policy(store: Store | None, stream: str | None, name: str) -> dict[str, Any]:
-    """The newest version of policy ``name`` of ``stream``: 422 without a stream, 404 when
-    there is no such policy, 503 when the store cannot answer."""
+def read_fit(
+    store: Store | None, stream: str | None, kind: Kind, name: str, loc: list[str]
+) -> dict[str, Any]:
+    """The newest version of the policy (or calibrator) ``name`` of ``stream``: 422 at ``loc``
+    without a stream, 404 when there is no such fit, 503 when the store cannot answer."""
     if stream is None:
         raise HTTPException(
             422,
             [
                 {
-                    "loc": ["body", "flag", "policy"],
-                    "msg": "a policy belongs to a stream: send `stream` too",
+                    "loc": ["body", *loc],
+                    "msg": f"a {kind} belongs to a stream: send `stream` too",
                     "type": "value_error",
                 }
             ],
@@ -31,11 +35,11 @@ def read_policy(store: Store | None, stream: str | None, name: str) -> dict[str,
     if store is None:
         raise HTTPException(503, "monitoring store unavailable")
     try:
-        found = store.get_fit(stream, "policy", name)
+        found = store.get_fit(stream, kind, name)
     except Exception:
         raise HTTPException(503, "monitoring store unavailable") from None
     if found is None:
-        raise HTTPException(404, f"no policy {name!r} in stream {stream!r}")
+        raise HTTPException(404, f"no {kind} {name!r} in stream {stream!r}")
     return found
 
 
@@ -63,3 +67,14 @@ def policy_block(name: str, policy: dict[str, Any]) -> dict[str, Any]:
         out["threshold"] = policy.get("threshold")
     out.update(alpha=policy["alpha"], delta=policy["delta"], feasible=policy["feasible"])
     return out
+
+
+def calibrated_block(name: str, fit: dict[str, Any]) -> dict[str, Any]:
+    """The response's ``calibrated`` block: name, version, method and its parameters."""
+    params = ("temperature",) if fit["method"] == "temperature" else ("a", "b")
+    return {
+        "name": name,
+        "version": fit["version"],
+        "method": fit["method"],
+        **{k: fit[k] for k in params},
+    }

@@ -24,14 +24,19 @@ from xentcore.validate.arrays import as_array, as_float, check_finite, first_tru
 from xentcore.validate.options import scalar
 
 __all__ = [
+    "CALIBRATOR_TASKS",
     "T_MAX",
     "T_MIN",
     "apply_platt",
     "apply_temperature",
+    "calibrated_logits",
+    "fit_calibrator",
     "fit_platt",
     "fit_temperature",
 ]
 
+#: The task each calibration method fits.
+CALIBRATOR_TASKS = {"temperature": "multiclass", "platt": "binary"}
 #: The range a fitted temperature is confined to (the bound when the optimum lies beyond).
 T_MIN, T_MAX = 1.0 / BETA_MAX, 1.0 / BETA_MIN
 
@@ -270,3 +275,83 @@ def apply_platt(p: Any, a: float, b: float, *, eps: float = DEFAULT_EPS) -> F64:
     eta = a_ * _logit(_unit_vector(p, "predictions"), _eps(eps)) + b_
     out: F64 = np.exp(-np.logaddexp(0.0, -eta))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying a fitted calibrator to a batch
+
+
+def calibrated_logits(
+    x: Any, *, input_type: str, method: str, temperature: float = 1.0, a: float = 1.0,
+    b: float = 0.0, eps: float = DEFAULT_EPS,
+) -> F64:  # fmt: skip
+    """The logits of checked predictions ``x`` after a fitted calibrator: scoring them as
+    ``input_type="logits"`` gives the calibrated probabilities.
+
+    - ``temperature`` (multiclass, (N, K)): ``log p / T``. Logits are log-probabilities up to
+      a per-row shift, which the softmax ignores, so they are divided as they are;
+      probabilities are clipped to [eps, 1] before the log (as scoring clips them).
+    - ``platt`` (binary, (N,)): ``a logit(p) + b``: logits as they are, probabilities clipped
+      to [eps, 1 - eps], log-probabilities through ``log p - log(1 - p)``.
+    """
+    v = np.asarray(x, dtype=np.float64)
+    if method == "temperature":
+        if input_type == "probabilities":
+            v = np.log(np.clip(v, eps, 1.0))
+        out: F64 = v / _temperature(temperature)
+        return out
+    if method != "platt":
+        raise ValueError(f"unknown calibration method {method!r}")
+    if input_type == "probabilities":
+        z = _logit(v, eps)
+    elif input_type == "log_probabilities":
+        z = v - np.log(-np.expm1(np.minimum(v, -np.finfo(np.float64).tiny)))
+    else:
+        z = v
+    out = scalar(a, "a") * z + scalar(b, "b")
+    return out
+
+
+def _mean_nll_multiclass(log_p: F64, y: I64) -> float:
+    return float(-log_p[np.arange(y.size), y].mean())
+
+
+def _mean_nll_binary(p: F64, y: F64, eps: float) -> float:
+    q = np.clip(p, eps, 1.0 - eps)
+    return float(-(y * np.log(q) + (1.0 - y) * np.log1p(-q)).mean())
+
+
+def fit_calibrator(
+    method: str, rows: Any, labels: Any, *, eps: float = DEFAULT_EPS
+) -> dict[str, Any]:
+    """Fit ``method`` on kept rows and labels; returns its parameters (``temperature``, or
+    ``a`` and ``b``), ``n_calibration`` and the mean NLL before and after (``nll_before``,
+    ``nll_after``) on the same items.
+
+    ``temperature``: rows are (N, K) log-probabilities, labels class indices
+    (:func:`fit_temperature`); ``platt``: rows are (N,) probabilities of class 1, labels 0/1
+    (:func:`fit_platt`). InputError (location ``labels``) when no finite fit exists.
+    """
+    if method == "temperature":
+        log_p = _matrix(rows, "rows")
+        y = _class_index(labels, log_p.shape[0], log_p.shape[1])
+        t = fit_temperature(log_p, y)
+        after = apply_temperature(log_p, t)
+        return {
+            "temperature": t,
+            "n_calibration": int(y.size),
+            "nll_before": _mean_nll_multiclass(log_p, y),
+            "nll_after": _mean_nll_multiclass(after, y),
+        }
+    if method != "platt":
+        raise ValueError(f"unknown calibration method {method!r}")
+    p = _unit_vector(rows, "rows")
+    truth = _unit_vector(labels, "labels", p.size)
+    a, b = fit_platt(p, truth, eps=eps)
+    return {
+        "a": a,
+        "b": b,
+        "n_calibration": int(p.size),
+        "nll_before": _mean_nll_binary(p, truth, eps),
+        "nll_after": _mean_nll_binary(apply_platt(p, a, b, eps=eps), truth, eps),
+    }

@@ -27,7 +27,7 @@ from service.departure import CLIENT_CLOSED, ClientGone, Departure, watch_depart
 from service.http import Body, compute, dumps, header_length, json_response, read_body
 from service.metrics import Metrics
 from service.parsing import Parsed, parse_batch, parse_sequences
-from service.policyuse import policy_block, read_policy
+from service.policyuse import calibrated_block, policy_block, read_fit
 from service.recording import kept_batch, kept_sequences, record_batch, record_sequences
 from service.schemas import BatchRequest, SequencesRequest
 from service.settings import Settings
@@ -36,7 +36,6 @@ from xentcore import ScoreResult, SequenceResult
 from xentcore.validate import Batch
 
 __all__ = [
-    "SEQUENCES",
     "Extra",
     "Route",
     "View",
@@ -44,6 +43,7 @@ __all__ = [
     "record_in_time",
     "run",
     "run_batch",
+    "sequences_route",
 ]
 
 log = logging.getLogger("xent.monitoring")
@@ -157,8 +157,9 @@ async def _serve(
     metrics: Metrics = request.app.state.metrics
     slots: ScoringSlots = request.app.state.slots
     size = len(body)
-    if b'"policy"' in bytes(body[: settings.inline_body_bytes + 1]):
-        # a flag policy is read from the store while scoring: never on the event loop
+    head = bytes(body[: settings.inline_body_bytes + 1])
+    if b'"policy"' in head or b'"calibrator"' in head:
+        # a policy or calibrator is read from the store while scoring: never on the event loop
         size = max(size, settings.inline_body_bytes + 1)
     client.check("scoring")
     async with slots.hold():
@@ -221,15 +222,20 @@ async def run_batch(
     ) -> Scored[B, ScoreResult]:
         parsed = parse_batch(body, model, header_length=length, settings=settings)
         req = parsed.request
-        policy = None
+        store = request.app.state.store
+        policy = calibrator = None
         if req.flag is not None and req.flag.policy is not None:
-            policy = read_policy(request.app.state.store, req.stream, req.flag.policy)
+            policy = read_fit(store, req.stream, "policy", req.flag.policy, ["flag", "policy"])
+        if req.calibrator is not None:
+            calibrator = read_fit(store, req.stream, "calibrator", req.calibrator, ["calibrator"])
         check("scoring")
-        batch, result = score_request(parsed, settings, policy)
+        batch, result = score_request(parsed, settings, policy, calibrator)
         check("the calibration figures")
         more = extra(parsed, batch, result) if extra is not None else {}
         if policy is not None and req.flag is not None and req.flag.policy is not None:
             more["policy"] = policy_block(req.flag.policy, policy)
+        if calibrator is not None and req.calibrator is not None:
+            more["calibrated"] = calibrated_block(req.calibrator, calibrator)
         audit = audit_of(req.audit_rate, req.audit_seed, result.n_items)
         return Scored(req, result, more, batch, audit)
 
@@ -237,8 +243,9 @@ async def run_batch(
         req = scored.request
         ctx = BatchContext(req, req.ids, recorded, scored.extra, scored.audit)
         out = view(ctx, scored.result)
-        if "policy" in scored.extra:
-            out["policy"] = scored.extra["policy"]
+        for key in ("policy", "calibrated"):
+            if key in scored.extra:
+                out[key] = scored.extra[key]
         return out
 
     route: Route[B, ScoreResult] = Route(
@@ -252,14 +259,29 @@ async def run_batch(
 
 
 def _score_sequences(
-    body: Body, length: int | None, settings: Settings, check: Check
+    request: Request, body: Body, length: int | None, settings: Settings, check: Check
 ) -> Scored[SequencesRequest, SequenceResult]:
     parsed = parse_sequences(body, header_length=length, settings=settings)
-    check("scoring")
-    result = score_sequences_request(parsed, settings)
     req = parsed.request
+    name = None if req.flag is None else req.flag.policy
+    policy = None
+    if name is not None:
+        where = ["flag", "policy"]
+        policy = read_fit(request.app.state.store, req.stream, "policy", name, where)
+    check("scoring")
+    result = score_sequences_request(parsed, settings, policy)
     audit = audit_of(req.audit_rate, req.audit_seed, len(req.sequences))
-    return Scored(req, result, {}, None, audit)
+    extra = {} if policy is None or name is None else {"policy": policy_block(name, policy)}
+    return Scored(req, result, extra, None, audit)
+
+
+def _sequences_answer(
+    s: Scored[SequencesRequest, SequenceResult], recorded: bool | None
+) -> dict[str, Any]:
+    out = sequences_view(s.request, s.result, recorded, s.audit)
+    if "policy" in s.extra:
+        out["policy"] = s.extra["policy"]
+    return out
 
 
 def _record_sequences(
@@ -283,10 +305,14 @@ def _record_sequences(
 
 
 #: ``POST /v1/sequences/score``.
-SEQUENCES: Route[SequencesRequest, SequenceResult] = Route(
-    score=_score_sequences,
-    stream=lambda req: req.stream,
-    record=_record_sequences,
-    answer=lambda s, recorded: sequences_view(s.request, s.result, recorded, s.audit),
-    count=lambda s: ("sequences", "sequences", len(s.request.sequences)),
-)
+def sequences_route(request: Request) -> Route[SequencesRequest, SequenceResult]:
+    """``POST /v1/sequences/score``: its policy, if any, is read from ``request``'s store."""
+    return Route(
+        score=lambda body, length, settings, check: _score_sequences(
+            request, body, length, settings, check
+        ),
+        stream=lambda req: req.stream,
+        record=_record_sequences,
+        answer=_sequences_answer,
+        count=lambda s: ("sequences", "sequences", len(s.request.sequences)),
+    )

@@ -12,12 +12,15 @@ A batch request uses a policy with ``"flag": {"policy": name}`` (``service.api.p
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive, Scope, Send
 
 from service.api.streams import (
     _ERRORS,
@@ -39,7 +42,32 @@ from xentcore.types import ConfidenceMethod
 
 __all__ = ["PolicyRequest", "router"]
 
-router = APIRouter(prefix="/v1/streams", tags=["policies"])
+
+class SharedPathRoute(APIRoute):
+    """A route whose path other routes share with other methods (``PUT`` and ``GET`` of a
+    policy): a 405 lists every method of the path in ``Allow``, not only this route's."""
+
+    #: The methods of every path made of these routes.
+    methods_of: ClassVar[dict[str, set[str]]] = {}
+
+    def __init__(self, path: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(path, *args, **kwargs)
+        SharedPathRoute.methods_of.setdefault(self.path, set()).update(self.methods or ())
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            allowed = SharedPathRoute.methods_of.get(self.path, self.methods)
+            response = JSONResponse(
+                {"detail": "Method Not Allowed"},
+                status_code=405,
+                headers={"Allow": ", ".join(sorted(allowed))},
+            )
+            await response(scope, receive, send)
+            return
+        await super().handle(scope, receive, send)
+
+
+router = APIRouter(prefix="/v1/streams", tags=["policies"], route_class=SharedPathRoute)
 
 FitName = Annotated[str, Path(pattern=STREAM_PATTERN, description="The policy's name")]
 #: A policy's confidence: a classifier's method, or ``sequence`` (a sequences stream).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.api.pipeline import SEQUENCES, run
+from service.api.pipeline import run, sequences_route
 from service.openapi import ERRORS, request_body
 from service.schemas import SequencesRequest, SequencesResponse
 
@@ -27,4 +27,4 @@ async def score_sequences_route(request: Request) -> Response:
     token-weighted `nll` and `perplexity`. A sequence is `token_logprobs` or an OpenAI
     `logprobs` object as it comes; OpenAI's -9999 ("not in the top 20") is treated as censored
     and reported in `warnings`, never used as a probability."""
-    return await run(request, SEQUENCES)
+    return await run(request, sequences_route(request))

@@ -135,6 +135,9 @@ class Client(_Base[httpx.Client]):
     policy = _blocking(endpoints.policy)
     policies = _blocking(endpoints.policies)
     risk_coverage = _blocking(endpoints.risk_coverage)
+    put_calibrator = _blocking(endpoints.put_calibrator)
+    calibrator = _blocking(endpoints.calibrator)
+    calibrators = _blocking(endpoints.calibrators)
 
     def close(self) -> None:
         self.http.close()
@@ -180,6 +183,9 @@ class AsyncClient(_Base[httpx.AsyncClient]):
     policy = _awaiting(endpoints.policy)
     policies = _awaiting(endpoints.policies)
     risk_coverage = _awaiting(endpoints.risk_coverage)
+    put_calibrator = _awaiting(endpoints.put_calibrator)
+    calibrator = _awaiting(endpoints.calibrator)
+    calibrators = _awaiting(endpoints.calibrators)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -23,6 +23,8 @@ from pydantic import BaseModel
 from service.client.encoding import encode_parts, sequences_field
 from service.schemas import (
     CalibrationResponse,
+    CalibratorResponse,
+    CalibratorsResponse,
     ConfidenceResponse,
     FlaggedItemsResponse,
     FlagResponse,
@@ -408,3 +410,35 @@ def risk_coverage(
     calibration set, with the AURC."""
     params = {"confidence": confidence, "delta": repr(delta), **_window(since, until)}
     return _get(client, _stream_path(stream, "risk-coverage"), RiskCoverageResponse, params)
+
+
+def put_calibrator(
+    client: Target,
+    /,
+    stream: str,
+    name: str,
+    *,
+    method: str,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+) -> Request[CalibratorResponse]:
+    """``PUT /v1/streams/{stream}/calibrators/{name}``: fit ``method`` (``"temperature"`` for
+    multiclass, ``"platt"`` for binary) on the stream's calibration set and store it as the
+    name's next version; a request then applies it with ``calibrator=name``."""
+    parts, headers = encode_parts({"method": method, **_window(since, until)}, None)
+    path = _stream_path(stream, f"calibrators/{quote(name, safe='')}")
+    return Request(path, parts, {**client.headers, **headers}, CalibratorResponse, method="PUT")
+
+
+def calibrator(
+    client: Target, /, stream: str, name: str, *, version: int | None = None
+) -> Request[CalibratorResponse]:
+    """``GET /v1/streams/{stream}/calibrators/{name}``: the newest version (or ``version``)."""
+    params = {} if version is None else {"version": str(version)}
+    path = _stream_path(stream, f"calibrators/{quote(name, safe='')}")
+    return _get(client, path, CalibratorResponse, params)
+
+
+def calibrators(client: Target, /, stream: str) -> Request[CalibratorsResponse]:
+    """``GET /v1/streams/{stream}/calibrators``: the newest version of each calibrator."""
+    return _get(client, _stream_path(stream, "calibrators"), CalibratorsResponse, {})

@@ -150,6 +150,11 @@ class BatchRequest(BaseModel):
     )
     per_item: bool = Field(True, description="Include the per-item `items` columns.")
     stream: StreamName | None = None
+    calibrator: StreamName | None = Field(
+        None,
+        description="A calibrator of `stream` (PUT /v1/streams/{stream}/calibrators/{name}) "
+        "applied to the predictions before anything else is computed.",
+    )
     keep_items: bool = Field(
         True,
         description="With `stream` and `ids`: keep every item for late labels (API.md "
@@ -267,6 +272,11 @@ class SequenceFlagRules(BaseModel):
         None,
         description="Flag `low_token_probability` when the least likely token's "
         "probability < this.",
+    )
+    policy: StreamName | None = Field(
+        None,
+        description="Flag `risk_policy` for sequences a risk-controlled policy of the "
+        "request's `stream` (fitted with confidence `sequence`) does not accept.",
     )
 
 

@@ -71,6 +71,18 @@ class FlaggedSummary(BaseModel):
     ids: list[str] | list[int] | None = Field(None, description="Their ids, when given.")
 
 
+class CalibratedBy(BaseModel):
+    """The calibrator a request's ``calibrator`` applied before scoring."""
+
+    model_config = OUT
+    name: str
+    version: int
+    method: Literal["temperature", "platt"]
+    temperature: float | None = None
+    a: float | None = None
+    b: float | None = None
+
+
 class PolicyUsed(BaseModel):
     """The risk policy a request's ``flag.policy`` applied (API.md section 10)."""
 
@@ -148,6 +160,7 @@ class _BatchTail(BaseModel):
     )
     audit: AuditSummary | None = Field(None, description="Present only with `audit_rate`.")
     policy: PolicyUsed | None = Field(None, description="Present only with `flag.policy`.")
+    calibrated: CalibratedBy | None = Field(None, description="Present only with `calibrator`.")
 
 
 class ScoreResponse(_BatchHead, _BatchTail):
@@ -241,7 +254,7 @@ class SequenceOut(BaseModel):
     min_token_logprob: float
     min_token_index: int
     flagged: bool
-    reasons: list[Literal["low_confidence", "low_token_probability"]]
+    reasons: list[Literal["low_confidence", "low_token_probability", "risk_policy"]]
     audit: bool | None = Field(None, description="Drawn for review; only with `audit_rate`.")
 
 
@@ -253,6 +266,7 @@ class SequencesResponse(BaseModel):
     warnings: list[str]
     recorded: bool | None
     audit: AuditSummary | None = Field(None, description="Present only with `audit_rate`.")
+    policy: PolicyUsed | None = Field(None, description="Present only with `flag.policy`.")
 
 
 class LabelsResponse(BaseModel):
@@ -349,6 +363,30 @@ class PolicyResponse(BaseModel):
     coverage: float
     method: str
     other_method: int = Field(description="Calibration items of batches of another method.")
+
+
+class CalibratorResponse(BaseModel):
+    """A stored calibrator (API.md section 10)."""
+
+    model_config = OUT
+    name: str
+    stream: str
+    version: int
+    fitted_at: str
+    method: Literal["temperature", "platt"]
+    since: str | None
+    until: str | None
+    temperature: float | None = Field(None, description="temperature: softmax(log p / T).")
+    a: float | None = Field(None, description="platt: sigmoid(a logit(p) + b).")
+    b: float | None = None
+    n_calibration: int
+    nll_before: float = Field(description="Mean NLL of the calibration items before.")
+    nll_after: float = Field(description="... and after the calibrator.")
+
+
+class CalibratorsResponse(BaseModel):
+    model_config = OUT
+    calibrators: list[CalibratorResponse]
 
 
 class PoliciesResponse(BaseModel):

@@ -183,3 +183,38 @@ def test_the_client_fits_reads_and_uses_a_policy(app: TestClient) -> None:
     with pytest.raises(XentError) as caught:
         xent.policy("s", "nope")
     assert caught.value.status_code == 404
+
+
+def test_a_sequences_stream_fits_and_uses_a_policy(app: TestClient) -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    lengths = rng.integers(2, 8, n)
+    seqs = [(-rng.exponential(0.1, k)).tolist() for k in lengths]
+    conf = np.array([np.exp(np.mean(s)) for s in seqs])
+    ok = rng.random(n) < conf  # verdicts as likely as the confidence
+    body = {"sequences": [{"id": f"q{i}", "token_logprobs": s} for i, s in enumerate(seqs)],
+            "stream": "chat", "audit_rate": 1.0, "audit_seed": 1}  # fmt: skip
+    assert app.post("/v1/sequences/score", json=body).status_code == 200
+    ids = [f"q{i}" for i in range(n)]
+    app.post("/v1/streams/chat/labels", json={"ids": ids, "labels": ok.astype(int).tolist()})
+    wrong = app.put("/v1/streams/chat/policies/g", json={"alpha": 0.3})
+    assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["body", "confidence"]
+    fit = app.put("/v1/streams/chat/policies/g", json={"alpha": 0.3, "confidence": "sequence",
+                                                       "min_calibration": 10}).json()  # fmt: skip
+    want = xc.risk_control(conf, ok, alpha=0.3, delta=0.1, min_calibration=10).to_dict()
+    assert fit["n_calibration"] == n and fit["n_accepted"] == want["n_accepted"]
+    assert fit["feasible"] and fit["threshold"] == pytest.approx(want["threshold"], rel=1e-12)
+    new = [[-0.01, -0.02], [-2.0, -3.0]]
+    out = app.post("/v1/sequences/score", json={
+        "sequences": [{"token_logprobs": s} for s in new], "stream": "chat",
+        "flag": {"policy": "g"}}).json()  # fmt: skip
+    assert out["policy"]["name"] == "g" and out["policy"]["threshold"] == fit["threshold"]
+    accepted = [np.exp(np.mean(s)) >= fit["threshold"] for s in new]
+    assert [("risk_policy" in s["reasons"]) for s in out["sequences"]] == [not a for a in accepted]
+    app.put("/v1/streams/s2/policies/x", json={"alpha": 0.3})  # another stream: 404
+    p, y = _data(200)
+    _record(app, p, y, list(range(200)))
+    app.put("/v1/streams/s/policies/clf", json={"alpha": 0.3, "min_calibration": 1})
+    one = {"sequences": [{"token_logprobs": [-0.1]}], "stream": "s", "flag": {"policy": "clf"}}
+    r = app.post("/v1/sequences/score", json=one)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "flag", "policy"]
