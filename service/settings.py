@@ -164,6 +164,13 @@ class Settings(BaseSettings):
         "(multilabel) when K is at most this; above it a late label gives correctness but no "
         "loss (API.md section 9).",
     )
+    max_calibration_items: int = Field(
+        1_000_000,
+        ge=1,
+        le=100_000_000,
+        description="Fits and risk-coverage curves (API.md section 10) read at most this many "
+        "calibration items of their window, the newest (`truncated` says when there were more).",
+    )
     retention_interval: int = Field(
         "5m",
         validate_default=True,

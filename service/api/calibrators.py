@@ -80,7 +80,13 @@ def _fit(cal: CalibrationSet, req: CalibratorRequest) -> dict[str, Any]:
         params = fit_calibrator(req.method, rows, labels)
     except InputError as exc:
         raise _body_error("method", f"cannot fit {req.method}: {exc.reason}") from None
-    return {"method": req.method, "since": req.since, "until": req.until, **params}
+    return {
+        "method": req.method,
+        "since": req.since,
+        "until": req.until,
+        **params,
+        "truncated": cal.truncated,
+    }
 
 
 @router.put(

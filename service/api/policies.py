@@ -34,6 +34,7 @@ from service.api.streams import (
 )
 from service.schemas.fields import STREAM_PATTERN
 from service.schemas.responses import PoliciesResponse, PolicyResponse, RiskCoverageResponse
+from service.settings import Settings
 from service.store import Store
 from service.store.calset import CalibrationSet
 from xentcore.errors import InputError
@@ -109,10 +110,14 @@ def _window(since: str | None, until: str | None) -> tuple[float | None, float |
 def _calibration(
     request: Request, stream: str, confidence: str, t0: float | None, t1: float | None
 ) -> CalibrationSet:
+    settings: Settings = request.app.state.settings
+
     def read(store: Store) -> CalibrationSet | None:
         if not store.has_stream(stream):
             return None
-        return store.calibration_set(stream, confidence=confidence, since=t0, until=t1)
+        return store.calibration_set(
+            stream, confidence=confidence, since=t0, until=t1, limit=settings.max_calibration_items
+        )
 
     found = _read(request, read)
     if found is None:
@@ -158,6 +163,7 @@ def _fit(cal: CalibrationSet, req: PolicyRequest) -> dict[str, Any]:
         "min_calibration": req.min_calibration,
         **fit.to_dict(),
         "other_method": cal.other_method,
+        "truncated": cal.truncated,
     }
 
 
@@ -249,4 +255,4 @@ def get_risk_coverage(
     out: dict[str, Any] = risk_coverage(
         np.asarray(cal.confidence), np.asarray(cal.correct), delta=delta
     ).to_dict()
-    return out
+    return {**out, "truncated": cal.truncated}

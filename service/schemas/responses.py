@@ -363,6 +363,9 @@ class PolicyResponse(BaseModel):
     coverage: float
     method: str
     other_method: int = Field(description="Calibration items of batches of another method.")
+    truncated: bool = Field(
+        description="The window held more than XENT_MAX_CALIBRATION_ITEMS: the newest were used."
+    )
 
 
 class CalibratorResponse(BaseModel):
@@ -382,6 +385,9 @@ class CalibratorResponse(BaseModel):
     n_calibration: int
     nll_before: float = Field(description="Mean NLL of the calibration items before.")
     nll_after: float = Field(description="... and after the calibrator.")
+    truncated: bool = Field(
+        description="The window held more than XENT_MAX_CALIBRATION_ITEMS: the newest were used."
+    )
 
 
 class CalibratorsResponse(BaseModel):
@@ -409,6 +415,9 @@ class RiskCoverageResponse(BaseModel):
     n: int
     aurc: float | None
     points: list[RiskPoint]
+    truncated: bool = Field(
+        description="The window held more than XENT_MAX_CALIBRATION_ITEMS: the newest were used."
+    )
 
 
 class HealthResponse(BaseModel):

@@ -9,6 +9,10 @@ const LABELLED = {
   accuracy: { name: "labelled accuracy", value: (b) => (b.labeled && b.labeled.n > 0 ? b.labeled.accuracy : null), n: (b) => b.labeled.n },
 };
 const QUEUE_SIZE = 20; // rows of the review queue
+// the risk-coverage curve reads the stream's whole calibration set (API.md section 10): it is
+// asked for again only when its stream, window, confidence or delta change, or after a minute
+const CURVE_MS = 60e3;
+const CURVE_DELTA = 0.1; // the curve's delta when no policy is selected (the API's default)
 const SVG_NS = "http://www.w3.org/2000/svg";
 // the task under which scored sequences are recorded: every other task holds classifier data
 const SEQUENCES = "sequences";
@@ -32,12 +36,16 @@ const DEFAULT_WINDOW = [...windowSelect.options].find((o) => o.defaultSelected).
 const wanted = new URLSearchParams(location.search);
 let chosenStream = null; // the stream shown; null until the first list of streams
 let urlStream = wanted.get("stream"); // honoured once, on the first list of streams
+let chosenPolicy = null; // the policy whose alpha and operating point the charts show
+let urlPolicy = wanted.get("policy"); // honoured once, on the first list of policies
 let notice = ""; // why the URL's choice was not taken, shown in the status line
 let generation = 0; // a refresh started later wins over one still in flight
 
 function writeUrl() {
   const q = new URLSearchParams(location.search);
   if (chosenStream !== null) q.set("stream", chosenStream);
+  if (chosenPolicy !== null) q.set("policy", chosenPolicy);
+  else q.delete("policy");
   q.set("window", windowSelect.value);
   const search = `?${q}`;
   if (search !== location.search) history.replaceState(history.state, "", search + location.hash);
@@ -70,6 +78,21 @@ function pickStream(streams) {
   return defaultStream(streams);
 }
 
+// the selected policy: the one chosen, else the URL's (once), else the most recently fitted
+function pickPolicy(policies) {
+  if (!policies.length) return null;
+  const byName = new Map(policies.map((p) => [p.name, p]));
+  if (chosenPolicy !== null && byName.has(chosenPolicy)) return byName.get(chosenPolicy);
+  if (urlPolicy !== null) {
+    const asked = urlPolicy;
+    urlPolicy = null;
+    if (byName.has(asked)) return byName.get(asked);
+    notice = [notice, `unknown policy “${asked}”`].filter(Boolean).join(", ");
+  }
+  const fitted = (p) => Date.parse(p.fitted_at) || 0;
+  return policies.reduce((a, b) => (fitted(b) > fitted(a) ? b : a));
+}
+
 // ---- formatting ------------------------------------------------------------------------------
 
 function api(path) {
@@ -78,6 +101,12 @@ function api(path) {
       if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
       return r.json();
     });
+}
+
+// api() that never rejects: {value} or {error} (the policy view's requests: a 404 there must not
+// stop the rest of the page)
+function soft(path) {
+  return api(path).then((value) => ({ value }), (err) => ({ error: err.message }));
 }
 
 function el(tag, attrs, parent) {
@@ -243,23 +272,20 @@ function drawLine(svg, pts, sx, sy, cls, describe) {
   }
 }
 
-// the series `key` of the buckets, and the labelled one of LABELLED[key] where there is one
-function drawSeries(svg, buckets, key, [from, to]) {
-  clear(svg);
+// a chart with nothing to draw: its axis and a short message
+function noData(svg, message = "no data") {
   const { w, h } = size(svg);
-  const pts = seriesPoints(buckets, (b) => b[key], (b) => b.n_items);
-  const extra = LABELLED[key];
-  const alt = extra ? seriesPoints(buckets, extra.value, extra.n) : [];
-  const all = pts.concat(alt);
-  if (all.length === 0) {
-    el("line", { x1: 8, y1: h - 22, x2: w - 8, y2: h - 22, class: "axis" }, svg);
-    text(svg, w / 2, h / 2, "no data", { "text-anchor": "middle", class: "empty" });
-    return 0;
-  }
+  el("line", { x1: 8, y1: h - 22, x2: w - 8, y2: h - 22, class: "axis" }, svg);
+  text(svg, w / 2, h / 2, message, { "text-anchor": "middle", class: "empty" });
+}
+
+// the axes of a time chart of the points `all` over [from, to], its values up to at least
+// `floor`; returns its scales
+function timeFrame(svg, all, [from, to], floor) {
+  const { w, h } = size(svg);
   const ys = all.map((p) => p.y);
-  let lo = Math.min(0, ...ys);
-  let hi = Math.max(...ys);
-  if (key !== "loss_mean") hi = Math.max(hi, 1);
+  const lo = Math.min(0, ...ys);
+  let hi = Math.max(floor, ...ys);
   if (hi === lo) hi = lo + 1;
   const pad = { l: 0, r: 14, t: 8, b: 22 };
   const yt = numberTicks(lo, hi, Math.max(2, Math.floor((h - pad.t - pad.b) / 28)));
@@ -280,7 +306,21 @@ function drawSeries(svg, buckets, key, [from, to]) {
   xLabels(svg, xt.ticks, xt.labels, sx, h - 6, w - 2 - unit.getComputedTextLength() - LABEL_GAP);
   el("line", { x1: pad.l, y1: h - pad.b, x2: w - pad.r, y2: h - pad.b, class: "axis" }, svg);
   el("line", { x1: pad.l, y1: pad.t, x2: pad.l, y2: h - pad.b, class: "axis" }, svg);
+  return { sx, sy, pad, w };
+}
 
+// the series `key` of the buckets, and the labelled one of LABELLED[key] where there is one
+function drawSeries(svg, buckets, key, domain) {
+  clear(svg);
+  const pts = seriesPoints(buckets, (b) => b[key], (b) => b.n_items);
+  const extra = LABELLED[key];
+  const alt = extra ? seriesPoints(buckets, extra.value, extra.n) : [];
+  const all = pts.concat(alt);
+  if (all.length === 0) {
+    noData(svg);
+    return 0;
+  }
+  const { sx, sy } = timeFrame(svg, all, domain, key === "loss_mean" ? -Infinity : 1);
   drawLine(svg, pts, sx, sy, "main", (p) => `${fmt(p.y)} (${p.n} items)`);
   if (extra) drawLine(svg, alt, sx, sy, "labelled", (p) => `${extra.name} ${fmt(p.y)} (${p.n} labelled)`);
   return all.length;
@@ -313,6 +353,177 @@ function drawReliability(svg, bins) {
     drawn += 1;
   }
   return drawn;
+}
+
+// ---- the policy view (API.md section 10) -----------------------------------------------------
+
+// the selected policy's alpha as a horizontal line from x = a to x = b (px), labelled at its
+// left end (the latest buckets are on the right) or its right end
+function alphaLine(svg, sy, a, b, policy, side) {
+  const y = sy(policy.alpha);
+  const line = el("line", { x1: a, y1: y, x2: b, y2: y, class: "alpha" }, svg);
+  el("title", {}, line).textContent = `alpha ${policy.alpha} of policy ${policy.name} v${policy.version}`;
+  const at = side === "left" ? { x: a + 4, anchor: "start" } : { x: b - 2, anchor: "end" };
+  text(svg, at.x, y - 4, `α ${policy.alpha}`, { class: "alpha-label", "text-anchor": at.anchor });
+}
+
+// consecutive points of adjacent buckets: a bucket missing between two is a gap in the line
+function runs(pts) {
+  const out = [];
+  for (const p of pts) {
+    const last = out.length ? out[out.length - 1] : null;
+    if (last && last[last.length - 1].end === p.x) last.push(p);
+    else out.push([p]);
+  }
+  return out;
+}
+
+// the realized error rate among accepted (unflagged) labelled items per bucket, against the
+// selected policy's alpha; a bucket without labelled items is a gap, not a zero
+function drawAccepted(svg, buckets, domain, policy) {
+  clear(svg);
+  const pts = buckets
+    .filter((b) => b.labeled && b.labeled.n > 0 && typeof b.labeled.accepted_error_rate === "number")
+    .map((b) => ({ x: Date.parse(b.start), end: Date.parse(b.end), y: b.labeled.accepted_error_rate,
+      n: b.labeled.n, flagged: b.risk_policy ?? 0 }));
+  if (!pts.length) {
+    noData(svg, "no labelled items");
+    return 0;
+  }
+  const alpha = policy ? policy.alpha : null;
+  const { sx, sy, pad, w } = timeFrame(svg, pts, domain, alpha === null ? 0 : alpha * 1.25);
+  if (policy) alphaLine(svg, sy, pad.l, w - pad.r, policy, "left");
+  for (const run of runs(pts)) {
+    el("polyline", { class: "line accepted", points: run.map((p) => `${sx(p.x)},${sy(p.y)}`).join(" ") }, svg);
+  }
+  for (const p of pts) {
+    const over = alpha !== null && p.y > alpha;
+    const c = el("circle", { class: `point accepted${over ? " over" : ""}`, cx: sx(p.x), cy: sy(p.y), r: 3 }, svg);
+    el("title", {}, c).textContent = `${bucketRange(p.x, p.end)}\naccepted error rate ${fmt(p.y)}`
+      + ` (${p.n} labelled; ${p.flagged} items flagged by a policy)${over ? `, above α ${alpha}` : ""}`;
+  }
+  return pts.length;
+}
+
+// risk (error rate among accepted items) against coverage, with its pointwise upper bound, the
+// selected policy's alpha and its operating point (its figures at its fit)
+function drawRiskCoverage(svg, curve, policy) {
+  clear(svg);
+  if (curve.error) {
+    noData(svg, "risk-coverage unavailable");
+    return 0;
+  }
+  const { n, points, delta } = curve.value;
+  if (!points.length) {
+    noData(svg, "no labelled items in this window");
+    return 0;
+  }
+  const { w, h } = size(svg);
+  const op = policy && policy.feasible && policy.n_accepted > 0
+    ? { x: policy.coverage, y: policy.errors / policy.n_accepted, bound: policy.risk_upper_bound } : null;
+  const top = Math.min(1, 1.25 * Math.max(...points.map((p) => p.risk), policy ? policy.alpha : 0, op ? op.bound : 0)) || 1;
+  const pad = { l: 0, r: 14, t: 8, b: 22 };
+  const yt = numberTicks(0, top, Math.max(2, Math.floor((h - pad.t - pad.b) / 28)));
+  pad.l = Math.ceil(Math.max(...yt.labels.map((s) => textWidth(svg, s)))) + 10;
+  const xt = numberTicks(0, 1, 5);
+  const sx = (x) => pad.l + x * (w - pad.l - pad.r);
+  const sy = (y) => h - pad.b - ((y - yt.lo) / (yt.hi - yt.lo)) * (h - pad.t - pad.b);
+  yAxis(svg, yt, sy, pad, w);
+  for (const v of xt.values) {
+    el("line", { x1: sx(v), y1: pad.t, x2: sx(v), y2: sy(0), class: "grid" }, svg);
+    el("line", { x1: sx(v), y1: sy(0), x2: sx(v), y2: sy(0) + 4, class: "axis" }, svg);
+  }
+  xLabels(svg, xt.values, xt.labels, sx, h - 6, w - 2);
+  el("line", { x1: sx(0), y1: sy(0), x2: sx(1), y2: sy(0), class: "axis" }, svg);
+  el("line", { x1: sx(0), y1: sy(0), x2: sx(0), y2: sy(yt.hi), class: "axis" }, svg);
+  // the bound reaches 1 at small coverage: lines are clipped to the plot
+  const clip = el("clipPath", { id: "risk-coverage-clip" }, svg);
+  el("rect", { x: pad.l, y: pad.t, width: w - pad.l - pad.r, height: h - pad.t - pad.b }, clip);
+  const line = (key, cls) => el("polyline", {
+    class: `line ${cls}`, "clip-path": "url(#risk-coverage-clip)",
+    points: points.map((p) => `${sx(p.coverage)},${sy(p[key])}`).join(" "),
+  }, svg);
+  el("title", {}, line("risk_upper_bound", "bound")).textContent = `${1 - delta} upper bound of the risk at each threshold (pointwise)`;
+  el("title", {}, line("risk", "risk")).textContent = `risk against coverage over ${n} labelled items`;
+  if (policy) alphaLine(svg, sy, pad.l, w - pad.r, policy, "right");
+  if (op) {
+    el("line", { x1: sx(op.x), y1: sy(op.y), x2: sx(op.x), y2: sy(op.bound), class: "operating" }, svg);
+    const c = el("circle", { class: "operating", cx: sx(op.x), cy: sy(op.y), r: 4.5 }, svg);
+    el("title", {}, c).textContent = `policy ${policy.name} v${policy.version} at its fit on ${policy.n_calibration} items:`
+      + ` coverage ${fmt(op.x)}, risk ${fmt(op.y)} (${policy.errors} errors in ${policy.n_accepted} accepted),`
+      + ` upper bound ${fmt(op.bound)} ≤ α ${policy.alpha}`;
+  } else if (policy) {
+    text(svg, pad.l + 6, pad.t + 12, `policy ${policy.name} is infeasible: it flags everything`, { class: "note" });
+  }
+  return points.length;
+}
+
+function code(content) {
+  const c = document.createElement("code");
+  c.textContent = content;
+  return c;
+}
+
+// threshold(s) as plain text: one number, or per predicted class (null: always flagged)
+function thresholds(p) {
+  if (!p.feasible) return "none";
+  if (!p.thresholds) return fmt(p.threshold);
+  return Object.keys(p.thresholds).sort((a, b) => Number(a) - Number(b))
+    .map((k) => `${k}: ${p.thresholds[k] === null ? "always flagged" : fmt(p.thresholds[k])}`).join(", ");
+}
+
+let shownPolicies = ""; // what the table shows: redrawn only when it changes (keeps the focus)
+
+function renderPolicies(result, selected, stream) {
+  const body = document.getElementById("policies");
+  const list = result.value ? result.value.policies : [];
+  const now = JSON.stringify([stream, result.error, list, selected && selected.name]);
+  if (now === shownPolicies) return;
+  shownPolicies = now;
+  body.replaceChildren();
+  if (!list.length) {
+    const td = body.insertRow().insertCell();
+    td.colSpan = 10;
+    td.className = "empty";
+    if (result.error) td.textContent = `policies unavailable (${result.error})`;
+    else {
+      td.append("no policy yet: fit one on the stream's labelled items with ",
+        code(`PUT /v1/streams/${stream}/policies/{name}`), " and a body like ",
+        code('{"alpha": 0.05, "delta": 0.1}'));
+    }
+    return;
+  }
+  for (const p of list) {
+    const tr = body.insertRow();
+    const chosen = selected !== null && p.name === selected.name;
+    if (!p.feasible) tr.classList.add("infeasible");
+    if (chosen) tr.classList.add("selected");
+    const label = document.createElement("label");
+    const pick = document.createElement("input");
+    pick.type = "radio";
+    pick.name = "policy";
+    pick.value = p.name;
+    pick.checked = chosen;
+    label.append(pick, p.name);
+    tr.insertCell().appendChild(label);
+    const cells = [p.version, utc(Date.parse(p.fitted_at), true), thresholds(p), String(p.alpha), String(p.delta),
+      p.feasible ? "yes" : "no: flags everything", fmt(p.coverage), p.n_calibration, fmt(p.risk_upper_bound)];
+    for (const c of cells) tr.insertCell().textContent = c;
+  }
+}
+
+// the stream's risk-coverage curve (kept for CURVE_MS: it reads the whole calibration set)
+let curveCache = { key: "", at: 0, result: null };
+
+async function riskCoverage(stream, since, confidence, delta) {
+  const key = JSON.stringify([stream, windowSelect.value, confidence, delta]);
+  if (curveCache.key === key && Date.now() - curveCache.at < CURVE_MS) return curveCache.result;
+  const q = new URLSearchParams({ confidence, delta });
+  if (since) q.set("since", since);
+  const result = await soft(`v1/streams/${stream}/risk-coverage?${q}`);
+  if (result.value) result.value.delta = delta;
+  curveCache = result.value ? { key, at: Date.now(), result } : { key: "", at: 0, result: null };
+  return result;
 }
 
 // ---- page ------------------------------------------------------------------------------------
@@ -419,11 +630,21 @@ async function refresh() {
     } else {
       params.set("bucket", "1d");
     }
-    const [summary, flagged, queue] = await Promise.all([
+    const [summary, flagged, queue, policies] = await Promise.all([
       api(`v1/streams/${stream}/summary?${params}`),
       api(`v1/streams/${stream}/flagged?limit=20`),
       api(`v1/streams/${stream}/items?audit=true&labeled=false&limit=${QUEUE_SIZE}`),
+      soft(`v1/streams/${stream}/policies`),
     ]);
+    if (mine !== generation) return;
+    const policy = pickPolicy(policies.value ? policies.value.policies : []);
+    chosenPolicy = policy ? policy.name : null;
+    if (notice) writeUrl();
+    // the curve in the selected policy's confidence and delta, else the stream's own
+    const tasks = streams.find((s) => s.stream === chosenStream).tasks || [];
+    const confidence = policy ? policy.confidence
+      : tasks.length && tasks.every((t) => t === SEQUENCES) ? "sequence" : "max_probability";
+    const curve = await riskCoverage(stream, params.get("since"), confidence, policy ? policy.delta : CURVE_DELTA);
     if (mine !== generation) return;
     const first = summary.buckets.length ? Date.parse(summary.buckets[0].start) : now - DAY;
     const domain = [win > 0 ? now - win * 1000 : first, now];
@@ -434,6 +655,14 @@ async function refresh() {
     document.getElementById("ece").textContent = fmt(summary.total.ece);
     renderFlagged(flagged.items);
     renderQueue(queue);
+    renderPolicies(policies, policy, chosenStream);
+    drawAccepted(document.getElementById("chart-accepted"), summary.buckets, domain, policy);
+    document.getElementById("accepted-total").textContent = fmt(summary.total.labeled ? summary.total.labeled.accepted_error_rate : null);
+    const legend = document.getElementById("alpha");
+    legend.textContent = policy ? `α ${policy.alpha} (${policy.name} v${policy.version})` : "";
+    legend.hidden = !policy;
+    drawRiskCoverage(document.getElementById("risk-coverage"), curve, policy);
+    document.getElementById("aurc").textContent = curve.value ? fmt(curve.value.aurc) : "–";
     status.textContent = `${notice ? `${notice}: showing the default · ` : ""}updated ${utc(now, true).slice(11)} UTC`;
     document.body.dataset.loaded = "true";
   } catch (err) {
@@ -448,7 +677,15 @@ function choose() {
   refresh();
 }
 
-streamSelect.addEventListener("change", choose);
+streamSelect.addEventListener("change", () => {
+  chosenPolicy = null; // another stream: its own newest policy
+  choose();
+});
 windowSelect.addEventListener("change", choose);
+document.getElementById("policies").addEventListener("change", (e) => {
+  if (e.target.name !== "policy") return;
+  chosenPolicy = e.target.value;
+  choose();
+});
 refresh();
 setInterval(refresh, REFRESH_MS);

@@ -176,6 +176,7 @@ class Store(Protocol):
         confidence: str,
         since: float | None = None,
         until: float | None = None,
+        limit: int | None = None,
     ) -> CalibrationSet:
         """The stream's calibration set in [since, until) for a confidence method."""
         ...

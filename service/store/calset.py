@@ -45,32 +45,33 @@ class CalibrationSet:
     rows: list[npt.NDArray[Any]]
     labels: list[npt.NDArray[Any]]
     other_method: int
+    #: whether the window held more than the limit (the newest items were taken)
+    truncated: bool = False
 
 
 def _batches(
     conn: Connection, stream: str, since: float | None, until: float | None
 ) -> Iterator[KeptBatch]:
-    after = -1
+    """The stream's kept batches that hold labelled items, newest first, a few at a time."""
+    before: int | None = None
     while True:
         q = (
             sa.select(kept.c.batch_id, kept.c.time, kept.c.payload)
             .join(label_batches, label_batches.c.batch_id == kept.c.batch_id)
-            .where(
-                kept.c.stream == stream,
-                kept.c.batch_id > after,
-                (label_batches.c.lab_n > 0),
-            )
+            .where(kept.c.stream == stream, label_batches.c.lab_n > 0)
         )
+        if before is not None:
+            q = q.where(kept.c.batch_id < before)
         if since is not None:
             q = q.where(kept.c.time >= since)
         if until is not None:
             q = q.where(kept.c.time < until)
-        rows = conn.execute(q.order_by(kept.c.batch_id).limit(_CHUNK)).all()
+        rows = conn.execute(q.order_by(kept.c.batch_id.desc()).limit(_CHUNK)).all()
         for batch_id, t, payload in rows:
             yield decode_kept(int(batch_id), float(t), bytes(payload))
         if len(rows) < _CHUNK:
             return
-        after = int(rows[-1][0])
+        before = int(rows[-1][0])
 
 
 def calibration_set(
@@ -80,9 +81,11 @@ def calibration_set(
     confidence: str,
     since: float | None = None,
     until: float | None = None,
+    limit: int | None = None,
 ) -> CalibrationSet:
     """The stream's calibration set in [since, until) for the confidence method ``confidence``
-    (``sequence`` for a sequences stream)."""
+    (``sequence`` for a sequences stream): at most ``limit`` items, the newest batches' (so a
+    read is bounded however long the window)."""
     conf: list[npt.NDArray[np.float64]] = []
     correct: list[npt.NDArray[np.bool_]] = []
     predicted: list[npt.NDArray[np.int64]] = []
@@ -91,7 +94,12 @@ def calibration_set(
     tasks: set[str] = set()
     n_classes = 0
     other = 0
+    taken = 0
+    truncated = False
     for b in _batches(conn, stream, since, until):
+        if limit is not None and taken >= limit:
+            truncated = True
+            break
         a = b.arrays
         late = late_labels(conn, [b.batch_id])
         ok = a["correct"] == 1
@@ -107,6 +115,8 @@ def calibration_set(
             ok[at] = late_ok
             label[at] = np.where(late_label >= 0, late_label, label[at])
         idx = np.flatnonzero(in_set)
+        if limit is not None and taken + idx.size > limit:
+            idx, truncated = idx[: limit - taken], True
         if idx.size == 0:
             continue
         if b.confidence == confidence:
@@ -116,6 +126,7 @@ def calibration_set(
         else:
             other += int(idx.size)
             continue
+        taken += int(idx.size)
         tasks.add(b.task)
         n_classes = max(n_classes, b.n_classes)
         conf.append(np.asarray(c, dtype=np.float64))
@@ -134,4 +145,5 @@ def calibration_set(
         rows=rows,
         labels=labels,
         other_method=other,
+        truncated=truncated,
     )

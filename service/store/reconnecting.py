@@ -118,9 +118,10 @@ class ReconnectingStore:
         confidence: str,
         since: float | None = None,
         until: float | None = None,
+        limit: int | None = None,
     ) -> CalibrationSet:
         return self.current().calibration_set(
-            stream, confidence=confidence, since=since, until=until
+            stream, confidence=confidence, since=since, until=until, limit=limit
         )
 
     def put_fit(self, stream: str, kind: Kind, name: str, body: dict[str, Any]) -> dict[str, Any]:

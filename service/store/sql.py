@@ -183,10 +183,13 @@ class SqlStore(WindowReads, FlaggedPages, Expiry):
         confidence: str,
         since: float | None = None,
         until: float | None = None,
+        limit: int | None = None,
     ) -> CalibrationSet:
         """The stream's calibration set (:mod:`service.store.calset`), read in one snapshot."""
         with self._tx() as conn:
-            return calibration_set(conn, stream, confidence=confidence, since=since, until=until)
+            return calibration_set(
+                conn, stream, confidence=confidence, since=since, until=until, limit=limit
+            )
 
     def put_fit(self, stream: str, kind: Kind, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """Store ``body`` as the next version of a policy or calibrator; returns it with its

@@ -218,3 +218,25 @@ def test_a_sequences_stream_fits_and_uses_a_policy(app: TestClient) -> None:
     one = {"sequences": [{"token_logprobs": [-0.1]}], "stream": "s", "flag": {"policy": "clf"}}
     r = app.post("/v1/sequences/score", json=one)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "flag", "policy"]
+
+
+def test_fits_and_curves_read_at_most_the_newest_calibration_items(
+    make_client: MakeClient,
+) -> None:
+    app = make_client(max_calibration_items=150)
+    parts = [_data(100, seed=s) for s in range(3)]
+    for k, (p, y) in enumerate(parts):
+        _record(app, p, y, [f"{k}-{i}" for i in range(100)])
+    fit = app.put("/v1/streams/s/policies/g", json={"alpha": 0.3, "min_calibration": 1}).json()
+    assert fit["n_calibration"] == 150 and fit["truncated"] is True
+    newest = np.concatenate([parts[2][0], parts[1][0][:50]])
+    truth = np.concatenate([parts[2][1], parts[1][1][:50]])
+    want = xc.risk_control(newest.max(axis=1), newest.argmax(axis=1) == truth, alpha=0.3,
+                           delta=0.1).to_dict()  # fmt: skip
+    assert fit["n_accepted"] == want["n_accepted"] and fit["errors"] == want["errors"]
+    curve = app.get("/v1/streams/s/risk-coverage").json()
+    assert curve["n"] == 150 and curve["truncated"] is True
+    assert app.get("/v1/streams/s/risk-coverage?since=2000-01-01T00:00:00Z").json()["n"] == 150
+    small = make_client()
+    _record(small, *parts[0], list(range(100)))
+    assert small.get("/v1/streams/s/risk-coverage").json()["truncated"] is False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,8 +26,10 @@ def free_port() -> int:
 
 
 def _command() -> list[str]:
-    script = shutil.which("xent")
-    return [script] if script else [sys.executable, "-m", "service.cli"]
+    """The ``xent`` script of the environment running the tests (never another one first on
+    PATH: that may be another checkout's), else ``python -m service.cli``."""
+    script = Path(sys.executable).parent / "xent"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
 
 
 @dataclass
