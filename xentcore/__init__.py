@@ -8,6 +8,7 @@ from xentcore.errors import InputError
 from xentcore.risk import RiskCoverage, RiskPolicyFit, risk_control, risk_coverage
 from xentcore.score import ScoreResult, score
 from xentcore.sequences import SequenceResult, score_sequences
+from xentcore.state import Summary
 
 __all__ = [
     "CalibrationResult",
@@ -17,6 +18,7 @@ __all__ = [
     "RiskPolicyFit",
     "ScoreResult",
     "SequenceResult",
+    "Summary",
     "calibration",
     "risk_control",
     "risk_coverage",

@@ -29,6 +29,7 @@ def test_public_api() -> None:
         "RiskPolicyFit",
         "ScoreResult",
         "SequenceResult",
+        "Summary",
         "calibration",
         "risk_control",
         "risk_coverage",
