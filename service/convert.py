@@ -146,7 +146,7 @@ def score_request(
     rules = flag_rules(req.flag, settings)
     if policy is not None:
         rules = _with_policy(rules, batch, policy)
-    result = score_batch(batch, rules)
+    result = score_batch(batch, rules, threads=settings.threads)
     bound_response(req, batch.n_items, parsed.size, result)  # ... and multilabel, once scored
     return batch, result
 

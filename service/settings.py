@@ -164,6 +164,13 @@ class Settings(BaseSettings):
         "(multilabel) when K is at most this; above it a late label gives correctness but no "
         "loss (API.md section 9).",
     )
+    threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Threads that score the rows of one large logits batch (xentcore's "
+        "`threads`); 1 keeps each request on one core, as workers already share the cores.",
+    )
     max_calibration_items: int = Field(
         1_000_000,
         ge=1,

@@ -8,11 +8,21 @@ Row reductions that numpy can only do with a function call per row (argmax along
 axis costs ~25 ns a row) run in the C extension ``xentcore._rowops`` when it was built; each
 has a numpy fallback here: bit-identical for the argmax, a few float64 ulps apart for row sums
 (another order of summation). ``NATIVE`` says which is in use.
+
+The extension also holds the fused softmax cross-entropy of logits rows
+(``xentcore/_fused.c``, :func:`logits_rows`): one pass over each row for the loss, the top
+probability, the confidence and the argmax, optionally split over threads by rows. Its numpy
+counterpart is ``xentcore.multiclass._logits_sparse``; the two agree within the contract's
+1e-6 relative (tests/xentcore/test_kernels.py; the kernel's own accuracy: test_fused.py).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from types import ModuleType
 from typing import Any
 
@@ -26,9 +36,16 @@ except ImportError:  # built without a C compiler: the numpy fallbacks below
     _rowops = None
 
 __all__ = [
+    "CONFIDENCE_CODES",
+    "ISA_NAMES",
     "NATIVE",
     "NATIVE_ARGMAX_MAX_K",
+    "PIECES_PER_THREAD",
+    "THREAD_MIN_ELEMENTS",
     "chunk_rows",
+    "fused_isa",
+    "fused_ok",
+    "logits_rows",
     "row_argmax_max",
     "row_logsumexp",
     "row_sums",
@@ -65,6 +82,115 @@ def _native_ok(x: FloatArray) -> bool:
         and x.flags.c_contiguous
         and (x.dtype == np.float64 or x.dtype == np.float32)
     )
+
+
+def fused_ok(x: FloatArray) -> bool:
+    """Whether :func:`logits_rows` can run on ``x`` (built with the fused kernel, and ``x`` is
+    a C-contiguous native float32/float64 array)."""
+    return _native_ok(x) and hasattr(_rowops, "logits_rows")
+
+
+#: The instruction sets of the fused kernel by ``_rowops.isa_level()``.
+ISA_NAMES = {4: "x86-64-v4 (AVX-512)", 3: "x86-64-v3 (AVX2 + FMA)", 0: "baseline"}
+
+
+def fused_isa() -> str | None:
+    """The instruction set the fused kernel runs on this CPU, or None without the kernel."""
+    if _rowops is None or not hasattr(_rowops, "isa_level"):
+        return None
+    return ISA_NAMES[_rowops.isa_level()]
+
+
+#: The ``method`` codes of ``_rowops.logits_rows`` (xentcore/_fused.h).
+CONFIDENCE_CODES = {"max_probability": 0, "margin": 1, "entropy": 2, "true_class": 3}
+
+#: Fewest values in a piece of work a thread of :func:`logits_rows` takes: 512 KiB of float32,
+#: 50-250 microseconds of the kernel, against the tens of microseconds of a hand-over.
+THREAD_MIN_ELEMENTS = 1 << 17
+
+#: Pieces per thread: with several each, a thread slowed down (its core shared with other
+#: work) takes fewer, instead of the others waiting for its one large part.
+PIECES_PER_THREAD = 4
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads
+    os.register_at_fork(after_in_child=_pools.clear)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The process's pool of ``workers`` threads, started on first use and kept."""
+    with _pools_lock:
+        pool = _pools.get(workers)
+        if pool is None:
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="xentcore-rows")
+            _pools[workers] = pool
+        return pool
+
+
+def logits_rows(
+    x: FloatArray,
+    labels: I64 | None,
+    weights: F64 | None,
+    smoothing: float,
+    method: str,
+    *,
+    threads: int = 1,
+) -> tuple[I64, F64, F64, F64 | None]:
+    """(argmax, top probability, confidence, loss or None) of each row of logits ``x``.
+
+    The fused C kernel (check :func:`fused_ok` first): one pass per row with the online
+    softmax, float64 sums, and the loss of ``multiclass._logits_sparse`` (class ``weights``,
+    label ``smoothing``; no loss without ``labels``). ``confidence`` is ``top`` itself for
+    ``max_probability``.
+
+    With ``threads`` > 1 the rows are cut into contiguous pieces of at least
+    ``THREAD_MIN_ELEMENTS`` values (up to ``PIECES_PER_THREAD`` per thread), which this
+    thread and ``threads - 1`` pool threads claim one at a time until none is left: the
+    kernel releases the GIL, and each piece writes its own slice of the outputs, so the
+    results are the same bits whatever the split.
+    """
+    assert _rowops is not None
+    n, k = x.shape
+    code = CONFIDENCE_CODES[method]
+    predicted, top = np.empty(n, np.int64), np.empty(n)
+    confidence = top if code == 0 else np.empty(n)
+    loss = None if labels is None else np.empty(n)
+    kernel = _rowops.logits_rows
+
+    def run(sl: slice) -> None:
+        kernel(
+            x[sl],
+            None if labels is None else labels[sl],
+            weights,
+            smoothing,
+            code,
+            predicted[sl],
+            top[sl],
+            None if code == 0 else confidence[sl],
+            None if loss is None else loss[sl],
+        )
+
+    pieces = max(1, min(threads * PIECES_PER_THREAD, n, (n * k) // THREAD_MIN_ELEMENTS))
+    workers = min(threads, pieces)
+    if workers == 1:
+        run(slice(0, n))
+        return predicted, top, confidence, loss
+    bounds = [n * i // pieces for i in range(pieces + 1)]
+    claims = itertools.count()  # next() on it is atomic: each piece is claimed once
+
+    def work() -> None:
+        while (i := next(claims)) < pieces:
+            run(slice(bounds[i], bounds[i + 1]))
+
+    pending = [_pool(threads - 1).submit(work) for _ in range(workers - 1)]
+    try:
+        work()
+    finally:
+        wait(pending)  # no piece may still be written once this returns or raises
+    for done in pending:
+        done.result()
+    return predicted, top, confidence, loss
 
 
 def row_argmax_max(x: FloatArray, index: I64, top: F64) -> None:

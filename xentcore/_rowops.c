@@ -8,15 +8,21 @@
  * caller-allocated outputs, and release the GIL while they run, so scoring threads of the
  * service use every core.
  *
+ * logits_rows wraps the fused softmax cross-entropy kernel of xentcore/_fused.c (one pass
+ * per row: loss, top probability, confidence, argmax), compiled into this module.
+ *
  * Private to xentcore: xentcore/_kernels.py wraps each function and keeps a numpy fallback for
  * when this module was not built (no C compiler): bit-identical for argmax_max, a few float64
- * ulps apart for row_sums (another order of summation). Inputs are trusted to be finite
+ * ulps apart for row_sums (another order of summation), within 1e-6 relative for logits_rows
+ * (API.md's contract; tests/xentcore/test_fused.py). Inputs are trusted to be finite
  * (validate.py checks first); NaN is not handled specially.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_fused.h"
 
 /* The struct-module type code of a buffer's items ('d', 'f', 'l', ...), byte order dropped. */
 static char type_code(const Py_buffer *view) {
@@ -90,7 +96,7 @@ PyDoc_STRVAR(argmax_max_doc,
              "maximum into `top` (float64, N), for a C-contiguous (N, K) float32 or float64\n"
              "array `x` with K >= 1.");
 
-static PyObject *argmax_max(PyObject *self, PyObject *args) {
+static PyObject *argmax_max(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *x_obj, *index_obj, *top_obj;
     if (!PyArg_ParseTuple(args, "OOO:argmax_max", &x_obj, &index_obj, &top_obj)) {
         return NULL;
@@ -215,7 +221,7 @@ PyDoc_STRVAR(row_sums_doc,
              "C-contiguous (N, K) float32 or float64 array `x`. With `skip` (int64, N, each in\n"
              "[0, K)), row i's sum leaves out x[i, skip[i]].");
 
-static PyObject *row_sums(PyObject *self, PyObject *args) {
+static PyObject *row_sums(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *x_obj, *out_obj, *skip_obj = Py_None;
     if (!PyArg_ParseTuple(args, "OO|O:row_sums", &x_obj, &out_obj, &skip_obj)) {
         return NULL;
@@ -268,15 +274,158 @@ static PyObject *row_sums(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+#if XC_FUSED
+PyDoc_STRVAR(logits_rows_doc,
+             "logits_rows(x, labels, weights, smoothing, method, predicted, top, confidence,\n"
+             "            loss, level=-1)\n"
+             "--\n\n"
+             "Softmax cross-entropy of each row of a C-contiguous (N, K) float32 / float64 logits\n"
+             "array `x`, in one pass (xentcore/_fused.c). `labels` (int64, N, each in [0, K)) or\n"
+             "None; `weights` (float64, K) or None; `smoothing` in [0, 1]; `method` 0-3\n"
+             "(max_probability, margin, entropy, true_class). Writes the argmax into `predicted`\n"
+             "(int64, N), 1 / sum_k exp(x_k - max) into `top`, the method's confidence into\n"
+             "`confidence` (float64, N; None for max_probability) and the loss into `loss`\n"
+             "(float64, N; None exactly when `labels` is None). `level`: the instruction set\n"
+             "(4 AVX-512, 3 AVX2, 0 baseline; -1 the best of this CPU, see isa_level()), for\n"
+             "tests. Releases the GIL.");
+
+PyDoc_STRVAR(isa_level_doc,
+             "isa_level()\n--\n\n"
+             "The instruction set logits_rows runs on this CPU: 4 (x86-64-v4, AVX-512), 3\n"
+             "(x86-64-v3, AVX2 + FMA) or 0 (the baseline build).");
+
+static PyObject *isa_level(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args)) {
+    return PyLong_FromLong(xc_level());
+}
+
+static PyObject *logits_rows(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *x_obj, *labels_obj, *weights_obj, *pred_obj, *top_obj, *conf_obj, *loss_obj;
+    double smoothing;
+    int method, level = -1;
+    if (!PyArg_ParseTuple(args, "OOOdiOOOO|i:logits_rows", &x_obj, &labels_obj, &weights_obj,
+                          &smoothing, &method, &pred_obj, &top_obj, &conf_obj, &loss_obj,
+                          &level)) {
+        return NULL;
+    }
+    if (method < XC_MAX_PROBABILITY || method > XC_TRUE_CLASS) {
+        PyErr_Format(PyExc_ValueError, "method: expected 0-3, got %d", method);
+        return NULL;
+    }
+    if (!(smoothing >= 0.0 && smoothing <= 1.0)) {
+        PyErr_SetString(PyExc_ValueError, "smoothing: expected a number in [0, 1]");
+        return NULL;
+    }
+    if ((labels_obj == Py_None) != (loss_obj == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "labels and loss: give both or neither");
+        return NULL;
+    }
+    if ((method == XC_MAX_PROBABILITY) != (conf_obj == Py_None)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "confidence: None exactly for method 0 (max_probability)");
+        return NULL;
+    }
+    if (method == XC_TRUE_CLASS && labels_obj == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "method 3 (true_class) needs labels");
+        return NULL;
+    }
+    Py_buffer views[7];
+    int held = 0;
+    XcLogits a;
+    memset(&a, 0, sizeof a);
+    if (get_float_matrix(x_obj, &views[held]) < 0) {
+        goto done;
+    }
+    Py_buffer *x = &views[held++];
+    Py_ssize_t n = x->shape[0], k = x->shape[1];
+    a.x = x->buf;
+    a.n = n;
+    a.k = k;
+    a.smoothing = smoothing;
+    a.method = method;
+    if (labels_obj != Py_None) {
+        if (get_array(labels_obj, &views[held], 1, 8, "lq", 0, "labels") < 0) {
+            goto done;
+        }
+        a.labels = (const int64_t *)views[held++].buf;
+        if (views[held - 1].shape[0] != n) {
+            PyErr_Format(PyExc_ValueError, "labels: expected %zd entries", n);
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (a.labels[i] < 0 || a.labels[i] >= k) {
+                PyErr_Format(PyExc_ValueError, "labels[%zd] = %lld is outside [0, %zd)", i,
+                             (long long)a.labels[i], k);
+                goto done;
+            }
+        }
+    }
+    if (weights_obj != Py_None) {
+        if (get_array(weights_obj, &views[held], 1, 8, "d", 0, "weights") < 0) {
+            goto done;
+        }
+        a.weights = (const double *)views[held++].buf;
+        if (views[held - 1].shape[0] != k) {
+            PyErr_Format(PyExc_ValueError, "weights: expected %zd entries", k);
+            goto done;
+        }
+    }
+    PyObject *outs[4] = {pred_obj, top_obj, conf_obj, loss_obj};
+    const char *names[4] = {"predicted", "top", "confidence", "loss"};
+    void *bufs[4] = {NULL, NULL, NULL, NULL};
+    for (int o = 0; o < 4; o++) {
+        if (outs[o] == Py_None) {
+            continue;
+        }
+        if (get_array(outs[o], &views[held], 1, 8, o == 0 ? "lq" : "d", 1, names[o]) < 0) {
+            goto done;
+        }
+        bufs[o] = views[held++].buf;
+        if (views[held - 1].shape[0] != n) {
+            PyErr_Format(PyExc_ValueError, "%s: expected %zd entries", names[o], n);
+            goto done;
+        }
+    }
+    a.predicted = (int64_t *)bufs[0];
+    a.top = (double *)bufs[1];
+    a.confidence = (double *)bufs[2];
+    a.loss = (double *)bufs[3];
+    {
+        int is_f32 = type_code(x) == 'f';
+        Py_BEGIN_ALLOW_THREADS
+        xc_logits_rows(&a, is_f32, level);
+        Py_END_ALLOW_THREADS
+    }
+done:
+    while (held > 0) {
+        PyBuffer_Release(&views[--held]);
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+#endif
+
 static PyMethodDef methods[] = {
     {"row_sums", row_sums, METH_VARARGS, row_sums_doc},
     {"argmax_max", argmax_max, METH_VARARGS, argmax_max_doc},
+#if XC_FUSED
+    {"logits_rows", logits_rows, METH_VARARGS, logits_rows_doc},
+    {"isa_level", isa_level, METH_NOARGS, isa_level_doc},
+#endif
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_rowops", "Row kernels of xentcore (private; see _kernels.py).", -1,
+    PyModuleDef_HEAD_INIT,
+    "_rowops",
+    "Row kernels of xentcore (private; see _kernels.py).",
+    -1,
     methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC PyInit__rowops(void) { return PyModule_Create(&module); }

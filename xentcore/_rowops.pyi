@@ -1,4 +1,6 @@
-# Stub of the C extension built from _rowops.c (see xentcore/_kernels.py for the wrappers).
+# Stub of the C extension built from _rowops.c and _fused*.c (see xentcore/_kernels.py for the
+# wrappers). logits_rows and isa_level exist where the compiler has GCC / Clang vector
+# extensions (everywhere but MSVC).
 from typing import Any
 
 import numpy as np
@@ -12,3 +14,16 @@ def row_sums(
     out: npt.NDArray[np.float64],
     skip: npt.NDArray[np.int64] | None = None,
 ) -> None: ...
+def logits_rows(
+    x: npt.NDArray[np.floating[Any]],
+    labels: npt.NDArray[np.int64] | None,
+    weights: npt.NDArray[np.float64] | None,
+    smoothing: float,
+    method: int,
+    predicted: npt.NDArray[np.int64],
+    top: npt.NDArray[np.float64],
+    confidence: npt.NDArray[np.float64] | None,
+    loss: npt.NDArray[np.float64] | None,
+    level: int = -1,
+) -> None: ...
+def isa_level() -> int: ...

@@ -7,7 +7,10 @@ the log-softmax is never materialised at full size. Two kernels:
   hot path. With m = max_k z_k, s = sum_k exp(z_k - m) and delta = s - 1 (the sum without the
   argmax term, which is exactly 1), the log-partition is m + log1p(delta): the loss of a confident,
   correct item keeps its digits instead of rounding to 0, and |z| up to 1e300 stays finite.
-  K = 2 has a closed form, delta = exp(-|z_1 - z_0|), computed in float64 with no row reduction.
+  Where the C extension is built this is one call of the fused kernel (``xentcore/_fused.c``:
+  one pass per row, online softmax, float64 shifts and sums, a vectorised exp; optionally
+  split over ``threads`` by rows); otherwise numpy, by chunks, below. The numpy path's K = 2
+  has a closed form, delta = exp(-|z_1 - z_0|), computed in float64 with no row reduction.
 * ``_gathered``: probabilities or log-probabilities with class-index (or no) labels, no label
   smoothing, no focal term and a confidence read off one entry: the loss needs only log p_y, so
   only N values are clipped and logged (one argmax pass over the rows, the rest is O(N)).
@@ -29,7 +32,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xentcore._kernels import CHUNK_ELEMENTS, chunk_rows, row_argmax_max, rowsum64
+from xentcore._kernels import (
+    CHUNK_ELEMENTS,
+    chunk_rows,
+    fused_ok,
+    logits_rows,
+    row_argmax_max,
+    rowsum64,
+)
 from xentcore.rowstats import RowStats
 from xentcore.types import F64, I64, ConfidenceMethod, FloatArray, ScoreOptions
 
@@ -55,7 +65,7 @@ def _confidence_from_delta(
     top-label probability ``top`` = 1 / (1 + delta)."""
     if method == "margin":
         assert second is not None
-        return top * (1.0 - np.exp(second))
+        return top * -np.expm1(second)  # 1 - exp(second), which keeps its digits near a tie
     if method == "entropy":
         assert entropy_dot is not None
         entropy = np.log1p(delta) - entropy_dot * top  # H = log s - sum_k p_k (z_k - m)
@@ -138,8 +148,27 @@ def _smoothing_weights(o: ScoreOptions, k: int, dtype: Any) -> tuple[FloatArray 
     return smooth_w, float(w.sum()) * o.label_smoothing / k
 
 
-def _logits_sparse(z_all: FloatArray, labels: I64 | None, o: ScoreOptions) -> RowStats:
+def _logits_fused(z: FloatArray, labels: I64 | None, o: ScoreOptions, threads: int) -> RowStats:
+    """Logits with class-index (or no) labels, gamma = 0, in the fused C kernel (which reads
+    contiguous native arrays: the copies below are no-ops for checked input)."""
+    weights, smoothing = None, 0.0
+    if labels is not None:
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        smoothing = o.label_smoothing
+        if o.class_weights is not None:
+            weights = np.ascontiguousarray(o.class_weights, dtype=np.float64)
+    predicted, top, conf, loss = logits_rows(
+        z, labels, weights, smoothing, o.confidence, threads=threads
+    )
+    return RowStats(predicted, conf, top, loss, 0)
+
+
+def _logits_sparse(
+    z_all: FloatArray, labels: I64 | None, o: ScoreOptions, threads: int = 1
+) -> RowStats:
     """Logits with class-index (or no) labels, gamma = 0: the fast path."""
+    if fused_ok(z_all):
+        return _logits_fused(z_all, labels, o, threads)
     n, k = z_all.shape
     method, weights, smoothing = o.confidence, o.class_weights, o.label_smoothing
     predicted, top_all = np.empty(n, np.int64), np.empty(n)
@@ -343,7 +372,12 @@ def _gathered(x: FloatArray, labels: I64 | None, o: ScoreOptions) -> RowStats:
 
 
 def sweep(
-    x: FloatArray, options: ScoreOptions, *, index: I64 | None = None, target: F64 | None = None
+    x: FloatArray,
+    options: ScoreOptions,
+    *,
+    index: I64 | None = None,
+    target: F64 | None = None,
+    threads: int = 1,
 ) -> RowStats:
     """Per-item loss, confidence, top-label confidence and argmax of multiclass rows.
 
@@ -352,12 +386,13 @@ def sweep(
     ``focal_gamma``, ``focal_alpha`` are read). ``index``: class indices (ignored items given any
     valid index; the caller masks them); ``target``: (N, K) target distributions; both None: no
     loss. ``n_clipped`` counts the input values clipped to [eps, 1 - eps] (or their logs) on the
-    way to a loss.
+    way to a loss. ``threads``: rows split over that many threads where the fused kernel runs
+    (logits with class-index or no labels, no focal term); every other path uses one.
     """
     o = options
     if target is None and o.focal_gamma == 0 and o.focal_alpha is None:
         if o.input_type == "logits":
-            return _logits_sparse(x, index, o)
+            return _logits_sparse(x, index, o, threads)
         if o.label_smoothing == 0 and o.confidence in ("max_probability", "true_class"):
             return _gathered(x, index, o)
     return _general(x, index, target, o)

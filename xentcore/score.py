@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -17,7 +18,15 @@ from xentcore.rowstats import RowStats
 from xentcore.types import DEFAULT_EPS, F64, Bool, FlagRules, ScoreOptions
 from xentcore.validate import Batch, Labels, check_batch, check_flag_rules
 
-__all__ = ["NO_WEIGHT_WARNING", "ScoreResult", "clip_warning", "score", "score_batch"]
+__all__ = [
+    "NO_WEIGHT_WARNING",
+    "THREADS_VARIABLE",
+    "ScoreResult",
+    "check_threads",
+    "clip_warning",
+    "score",
+    "score_batch",
+]
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,7 @@ def clip_warning(input_type: str, clip_eps: float, n_clipped: int) -> list[str]:
     return [f"{n_clipped} {what} clipped to {bounds} (eps = {clip_eps:.6g})"]
 
 
-def _row_stats(b: Batch) -> RowStats:
+def _row_stats(b: Batch, threads: int) -> RowStats:
     """The kernel sweep of the batch's task."""
     lab = b.labels
     if b.task == "multiclass":
@@ -171,6 +180,7 @@ def _row_stats(b: Batch) -> RowStats:
             b.options,
             index=None if lab is None else lab.index,
             target=None if lab is None else lab.target,
+            threads=threads,
         )
     return binary.sweep(
         b.x,
@@ -208,8 +218,12 @@ def _labelled(b: Batch, lab: Labels, st: RowStats, loss: F64) -> dict[str, Any]:
     }
 
 
-def score_batch(b: Batch, rules: FlagRules) -> ScoreResult:
+def score_batch(b: Batch, rules: FlagRules, *, threads: int = 1) -> ScoreResult:
     """Score a checked batch (see :func:`score`) and flag its items by ``rules``.
+
+    ``threads`` (a checked integer >= 1; see :func:`check_threads`) splits the rows of the
+    fused logits kernel over that many threads; the default, 1, runs everything in the
+    calling thread (the service's workers already use the cores).
 
     Raises :class:`InputError` when a rule needs labels (``max_loss``, ``misclassified``) and
     the batch has none.
@@ -218,7 +232,7 @@ def score_batch(b: Batch, rules: FlagRules) -> ScoreResult:
     if lab is None and (rules.max_loss is not None or rules.misclassified):
         name = "max_loss" if rules.max_loss is not None else "misclassified"
         raise InputError(("flag", name), "this rule needs labels")
-    st = _row_stats(b)
+    st = _row_stats(b, threads)
     o = b.options
     fig = {} if lab is None or st.loss is None else _labelled(b, lab, st, st.loss)
     warnings = [*b.warnings, *clip_warning(b.input_type, o.clip_eps, st.n_clipped)]
@@ -244,7 +258,28 @@ def score_batch(b: Batch, rules: FlagRules) -> ScoreResult:
 
 
 #: The parameters of :func:`score` that are not ScoreOptions fields.
-_DATA_AND_FLAG = frozenset({"predictions", "labels", "flag"})
+_NOT_OPTIONS = frozenset({"predictions", "labels", "flag", "threads"})
+
+#: The environment variable giving :func:`score` its default ``threads``.
+THREADS_VARIABLE = "XENT_THREADS"
+
+
+def check_threads(threads: Any) -> int:
+    """``threads`` as given to :func:`score` -> an integer >= 1.
+
+    None reads ``XENT_THREADS`` from the environment (unset or empty: 1).
+    """
+    if threads is None:
+        raw = os.environ.get(THREADS_VARIABLE, "").strip()
+        if not raw:
+            return 1
+        value = int(raw) if raw.isdigit() else 0
+        if value < 1:
+            raise InputError(("threads",), f"{THREADS_VARIABLE}={raw!r}: expected an integer >= 1")
+        return value
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+        raise InputError(("threads",), f"threads: expected an integer >= 1, got {threads!r}")
+    return int(threads)
 
 
 def score(
@@ -267,6 +302,7 @@ def score(
     sum_tolerance: float = 1e-4,
     clip_eps: float = DEFAULT_EPS,
     class_names: Any = None,
+    threads: int | None = None,
 ) -> ScoreResult:
     """Cross-entropy loss, confidence, prediction and flags for every item of a batch.
 
@@ -287,6 +323,10 @@ def score(
     Probabilities are clipped to [clip_eps, 1 - clip_eps] before logs (a warning says how many);
     logits are never clipped. Invalid input raises :class:`InputError` naming field and index.
 
+    ``threads``: multiclass logits with class-index (or no) labels and no focal term are scored
+    by rows split over this many threads (default: the ``XENT_THREADS`` environment variable,
+    else 1). The results do not depend on it.
+
     >>> import xentcore as xc
     >>> r = xc.score([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]], [0, 2])
     >>> round(r.loss_mean, 6), r.predicted.tolist(), r.accuracy
@@ -296,6 +336,6 @@ def score(
     """
     # Every keyword parameter but ``flag`` is a ScoreOptions field of the same name (a test
     # holds them equal): the raw options are the parameters, and check_batch checks them all.
-    raw = {name: value for name, value in locals().items() if name not in _DATA_AND_FLAG}
+    raw = {name: value for name, value in locals().items() if name not in _NOT_OPTIONS}
     b = check_batch(predictions, labels, ScoreOptions(**raw))
-    return score_batch(b, check_flag_rules(flag))
+    return score_batch(b, check_flag_rules(flag), threads=check_threads(threads))

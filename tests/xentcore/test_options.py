@@ -18,7 +18,11 @@ from xentcore.validate import Batch, check_batch
 def test_score_parameters_are_the_options_fields() -> None:
     """``score`` builds its ScoreOptions from its own parameters, by name."""
     params = inspect.signature(xc.score).parameters
-    keyword = [name for name, p in params.items() if p.kind is p.KEYWORD_ONLY and name != "flag"]
+    keyword = [
+        name
+        for name, p in params.items()
+        if p.kind is p.KEYWORD_ONLY and name not in ("flag", "threads")
+    ]
     assert sorted(keyword) == sorted(f.name for f in fields(ScoreOptions))
     for f in fields(ScoreOptions):  # the same defaults
         assert params[f.name].default == f.default, f.name
