@@ -1,6 +1,7 @@
 """The ``xent`` command. ``xent serve`` runs the service under uvicorn; ``xent score`` scores
-``.npy`` / ``.npz`` files offline, in row chunks (``xentcore.files``); ``xent db`` upgrades the
-monitoring store's schema and runs retention by hand.
+files offline in bounded memory (``.npy`` / ``.npz``, and Parquet, Arrow, CSV and JSON Lines
+through pyarrow: ``xentcore.files``, which imports pyarrow only when a table is read); ``xent
+db`` upgrades the monitoring store's schema and runs retention by hand.
 
 Flags override the ``XENT_*`` environment; they are written back to the environment before
 uvicorn starts, because with ``--workers`` > 1 every worker process imports ``service.app:app``
@@ -34,13 +35,20 @@ from service.progress import ProgressBar
 from service.settings import LogLevel, Settings, get_settings, report_invalid
 from xentcore import InputError
 from xentcore.files import (
+    ARRAY_FORMATS,
+    CALIBRATION_BINS,
+    FORMAT_CHOICES,
     MAX_JSON_INDICES,
+    Columns,
     FileError,
     OfflineResult,
     RowSource,
+    canonical_format,
+    format_of,
     open_rows,
+    open_table,
     score_file,
-    write_indices,
+    score_table,
 )
 from xentcore.types import CONFIDENCE_METHODS, INPUT_TYPES, TASKS
 
@@ -139,11 +147,10 @@ def _http_protocol() -> Any:
     return GuardedHttpToolsProtocol
 
 
-def _summary(result: OfflineResult, source: RowSource) -> str:
-    """The human-readable report of ``xent score``."""
-    shape = " x ".join(f"{d:,}" for d in source.shape)
+def _summary(result: OfflineResult, described: list[str]) -> str:
+    """The human-readable report of ``xent score`` (``described``: its first lines, the input)."""
     lines = [
-        f"file        {source.name} ({shape} {source.dtype})",
+        *described,
         f"task        {result.task}, {result.input_type}, {result.n_classes} classes",
         f"items       {result.n_items:,}",
     ]
@@ -160,70 +167,262 @@ def _summary(result: OfflineResult, source: RowSource) -> str:
     rate = idx.size / result.n_items if result.n_items else 0.0
     shown = ", ".join(str(i) for i in idx[:10].tolist()) + (", ..." if idx.size > 10 else "")
     lines.append(f"flagged     {idx.size:,} ({rate:.2%})" + (f": {shown}" if idx.size else ""))
+    if result.calibration is not None:
+        lines.append(_calibration_line(result.calibration))
     lines += [f"warning     {w}" for w in result.warnings]
     return "\n".join(lines)
 
 
+def _calibration_line(c: dict[str, Any]) -> str:
+    def fmt(value: float | None) -> str:
+        return "null" if value is None else f"{value:.6g}"
+
+    figures = "  ".join(f"{name} {fmt(c[key])}" for name, key in _CALIBRATION_FIGURES)
+    return f"calibration {figures}  ({c['n_bins']} bins)"
+
+
+_CALIBRATION_FIGURES = (("ECE", "ece"), ("MCE", "mce"), ("Brier", "brier"), ("NLL", "nll"))
+
+#: ``xent score``'s flag of each option of ``xentcore.score`` (for messages about an option).
+_OPTION_FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in (
+        "task",
+        "input_type",
+        "class_names",
+        "class_weights",
+        "pos_weight",
+        "label_smoothing",
+        "ignore_index",
+        "focal_gamma",
+        "focal_alpha",
+        "confidence",
+        "decision_threshold",
+        "renormalize",
+        "sum_tolerance",
+        "clip_eps",
+        "calibration",
+    )
+}
+#: Options given as they are when their flag is given (the core's defaults otherwise).
+_PLAIN_OPTIONS = (
+    "task",
+    "class_names",
+    "class_weights",
+    "pos_weight",
+    "label_smoothing",
+    "ignore_index",
+    "focal_gamma",
+    "focal_alpha",
+    "decision_threshold",
+    "sum_tolerance",
+    "clip_eps",
+)
+
+
 def _score_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``xentcore.score`` options of ``xent score``'s flags."""
+    """The ``xentcore.score`` options of ``xent score``'s flags (those not given: the core's
+    defaults)."""
     flag: dict[str, Any] = {"min_confidence": args.flag_min_confidence}
     if args.flag_max_loss is not None:
         flag["max_loss"] = args.flag_max_loss
     if args.flag_misclassified:
         flag["misclassified"] = True
-    return {
-        "task": args.task,
+    options: dict[str, Any] = {
         "input_type": args.input_type,
         "confidence": args.confidence,
-        "ignore_index": args.ignore_index,
         "flag": flag,
     }
+    for name in _PLAIN_OPTIONS:
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.renormalize:
+        options["renormalize"] = True
+    return options
 
 
-def score_files(args: argparse.Namespace) -> int:
-    """``xent score``: score a file in chunks; print the summary or the JSON; 2 on bad input."""
+def _option_message(exc: InputError) -> str | None:
+    """``--flag: message`` for an error about an option, else None."""
+    loc = exc.location
+    head = str(loc[0]) if loc else ""
+    if head == "flag" and len(loc) > 1:
+        return f"--flag-{str(loc[1]).replace('_', '-')}: {exc.reason}"
+    flag = _OPTION_FLAGS.get(head)
+    if flag is None:
+        return None
+    return f"{flag}: {exc.reason}" if len(loc) == 1 else f"{flag}: {exc}"
+
+
+#: Flags that name columns of a table (not for .npy / .npz input).
+_COLUMN_FLAGS = (
+    "predictions_col",
+    "predictions_cols",
+    "labels_col",
+    "ids_col",
+    "sample_weights_col",
+)
+
+
+def _is_array_input(spec: str, fmt: str | None) -> bool:
+    """Whether ``spec`` is read as .npy / .npz arrays (else as a table): by ``--format``, by
+    its extension (``FILE.npz:NAME`` too), and for a local file of no known extension by its
+    first bytes (as ``xent score`` always read .npy / .npz files of any name)."""
+    if fmt is not None:
+        return fmt in ARRAY_FORMATS
+    head, sep, _ = spec.rpartition(":")
+    if sep and head.lower().endswith(".npz"):
+        return True
+    known = format_of(spec)
+    if known is not None:
+        return known in ARRAY_FORMATS
+    path = Path(spec)
+    if "://" in spec or not path.is_file():
+        return False
+    with path.open("rb") as fp:
+        magic = fp.read(6)
+    return magic.startswith((b"\x93NUMPY", b"PK\x03\x04"))
+
+
+def _check_flags(args: argparse.Namespace, arrays: bool) -> None:
+    """Flags that do not fit the input, or each other (raises FileError)."""
+    if arrays:
+        given = [f"--{n.replace('_', '-')}" for n in _COLUMN_FLAGS if getattr(args, n)]
+        if given:
+            raise FileError(
+                f"{given[0]} names a column of a table (Parquet, Arrow, CSV, JSON Lines); "
+                "for .npy / .npz input use --labels FILE and --sample-weights FILE"
+            )
+    else:
+        for name in ("labels", "sample_weights"):
+            if getattr(args, name) is not None:
+                flag = "--" + name.replace("_", "-")
+                raise FileError(
+                    f"{flag} FILE is for .npy / .npz input; for a table use {flag}-col NAME"
+                )
+    if args.calibration and args.labels is None and args.labels_col is None:
+        raise FileError("--calibration needs labels (--labels FILE or --labels-col NAME)")
+    if args.out is not None and format_of(str(args.out)) != "parquet":
+        raise FileError(f"{args.out}: --out writes Parquet: name it FILE.parquet")
+
+
+def _score_arrays(
+    args: argparse.Namespace, options: dict[str, Any], show: bool
+) -> tuple[OfflineResult, list[str]]:
+    """Score .npy / .npz input; the result and the report's first line."""
     opened: list[RowSource] = []
     try:
-        if args.flagged_out is not None and not args.flagged_out.parent.is_dir():
-            raise FileError(f"{args.flagged_out}: cannot write: its directory does not exist")
         predictions = open_rows(args.predictions, default_member="predictions")
         opened.append(predictions)
-        labels = None
-        if args.labels is not None:
-            labels = open_rows(args.labels, default_member="labels")
-            opened.append(labels)
-        show = args.progress or (args.progress is None and sys.stderr.isatty())
+        extra: dict[str, RowSource | None] = {"labels": None, "sample_weights": None}
+        for name in extra:
+            spec = getattr(args, name)
+            if spec is not None:
+                opened.append(source := open_rows(spec, default_member=name))
+                extra[name] = source
         bar = ProgressBar(predictions.n_rows) if show else None
         result = score_file(
             predictions,
-            labels,
-            options=_score_options(args),
+            extra["labels"],
+            sample_weights=extra["sample_weights"],
+            options=options,
             chunk_rows=args.chunk_rows,
             per_item=args.per_item,
+            out=args.out,
+            flagged_out=args.flagged_out,
+            calibration=args.calibration,
             progress=bar.update if bar is not None else None,
         )
         if bar is not None:
             bar.close(predictions.n_rows)
-        if args.flagged_out is not None:
-            write_indices(args.flagged_out, result.flagged_indices)
+    finally:
+        for source in opened:
+            source.close()
+    shape = " x ".join(f"{d:,}" for d in predictions.shape)
+    return result, [f"file        {predictions.name} ({shape} {predictions.dtype})"]
+
+
+def _score_table(
+    args: argparse.Namespace, options: dict[str, Any], fmt: str | None, show: bool
+) -> tuple[OfflineResult, list[str]]:
+    """Score a table; the result and the report's first lines."""
+    source = open_table(args.predictions, format=fmt)
+    columns = Columns(
+        predictions=args.predictions_col,
+        predictions_cols=args.predictions_cols,
+        labels=args.labels_col,
+        ids=args.ids_col,
+        sample_weights=args.sample_weights_col,
+    )
+    names = tuple(args.class_names) if args.class_names is not None else None
+    selection = columns.select(source.schema, source.name, class_names=names)
+    total = source.count_rows() if show else 0
+    bar = ProgressBar(total) if show else None
+    result = score_table(
+        source,
+        selection,
+        options=options,
+        chunk_rows=args.chunk_rows,
+        per_item=args.per_item,
+        out=args.out,
+        flagged_out=args.flagged_out,
+        calibration=args.calibration,
+        progress=bar.update if bar is not None else None,
+    )
+    if bar is not None:
+        bar.close(total)
+    used = [("predictions", ", ".join(selection.predictions))]
+    used += [
+        (role, name)
+        for role, name in (
+            ("labels", selection.labels),
+            ("sample weights", selection.sample_weights),
+            ("ids", selection.ids),
+        )
+        if name is not None
+    ]
+    return result, [
+        f"file        {source.name} ({source.describe()})",
+        "columns     " + ", ".join(f"{role} {name}" for role, name in used),
+    ]
+
+
+def score_files(args: argparse.Namespace) -> int:
+    """``xent score``: score a file in chunks; print the summary or the JSON; 2 on bad input."""
+    fmt = canonical_format(args.format) if args.format else None
+    arrays = False
+    try:
+        arrays = _is_array_input(args.predictions, fmt)
+        _check_flags(args, arrays)
+        options = _score_options(args)
+        show = args.progress or (args.progress is None and sys.stderr.isatty())
+        if arrays:
+            result, described = _score_arrays(args, options, show)
+        else:
+            result, described = _score_table(args, options, fmt, show)
     except FileError as exc:
         print(f"xent score: {exc}", file=sys.stderr)
         return 2
     except InputError as exc:
-        where = {"predictions": args.predictions, "labels": args.labels}.get(
-            str(exc.location[0]) if exc.location else ""
-        )
-        prefix = f"{where}: " if where else ""
-        print(f"xent score: {prefix}{exc}", file=sys.stderr)
+        print(f"xent score: {_input_message(exc, args, arrays)}", file=sys.stderr)
         return 2
-    finally:
-        for source in opened:
-            source.close()
     if args.json:
         print(json.dumps(result.as_json(max_indices=args.max_flagged)))
     else:
-        print(_summary(result, predictions))
+        print(_summary(result, described))
     return 0
+
+
+def _input_message(exc: InputError, args: argparse.Namespace, arrays: bool) -> str:
+    """The message of the core's error: about an option (named by its flag), or about the
+    values of an array file (named by the file)."""
+    option = _option_message(exc)
+    if option is not None:
+        return option
+    head = str(exc.location[0]) if exc.location else ""
+    files = {"predictions": args.predictions, "labels": args.labels}
+    files["sample_weights"] = args.sample_weights
+    where = files.get(head) if arrays else None
+    return f"{where}: {exc}" if where else str(exc)
 
 
 def _positive(text: str) -> int:
@@ -240,29 +439,139 @@ def _count(text: str) -> int:
     return value
 
 
-def _add_score(commands: Any) -> None:
-    run = commands.add_parser(
-        "score",
-        help="score a .npy / .npz file offline",
-        description="Score predictions stored in a .npy or .npz file, in chunks of rows "
-        "(memory-mapped, so files larger than memory work). The figures are those of "
-        "POST /v1/score. An .npz array is chosen as FILE.npz:NAME; without :NAME, the "
-        "file's only array, else the one named 'predictions' (or 'labels' for --labels). "
-        "Exit status: 0, or 2 for unreadable files and invalid input.",
-    )
-    run.add_argument("predictions", metavar="PREDICTIONS", help="FILE.npy, FILE.npz[:NAME]")
-    run.add_argument("--labels", metavar="LABELS", help="FILE.npy, FILE.npz[:NAME]")
-    run.add_argument("--task", choices=TASKS, help="default: inferred from the shape")
-    run.add_argument("--input-type", choices=INPUT_TYPES, default="probabilities")
-    run.add_argument("--confidence", choices=CONFIDENCE_METHODS, default="max_probability")
-    run.add_argument("--ignore-index", type=int, help="label value that marks unscored items")
+def _names(text: str) -> list[str]:
+    """``a,b,c`` -> the names (spaces around each one dropped)."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _numbers(text: str) -> list[float]:
+    """``1,2.5,0.5`` -> the numbers."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _number_or_numbers(text: str) -> float | list[float]:
+    """One number, or a comma-separated list of them (``--pos-weight`` of multilabel)."""
+    numbers = _numbers(text)
+    return numbers[0] if "," not in text else numbers
+
+
+def _rule(text: str) -> float | None:
+    """A threshold, or ``none`` / ``off`` for the rule off."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def _add_score_input(run: argparse.ArgumentParser) -> None:
     run.add_argument(
-        "--flag-min-confidence", type=float, default=0.5, help="flag below this (default 0.5)"
+        "predictions",
+        metavar="INPUT",
+        help="FILE.npy, FILE.npz[:NAME]; a Parquet, Arrow/Feather, CSV or JSON Lines file or "
+        "directory (a dataset, hive partitions read as columns); a local path or a URI "
+        "(s3://..., gs://..., file://...)",
     )
-    run.add_argument("--flag-max-loss", type=float, help="flag items whose loss exceeds this")
-    run.add_argument("--flag-misclassified", action="store_true", help="flag wrong predictions")
-    run.add_argument("--json", action="store_true", help="print the /v1/score JSON (no items)")
-    run.add_argument(
+    group = run.add_argument_group("input")
+    group.add_argument(
+        "--format",
+        choices=FORMAT_CHOICES,
+        help="the input's format (default: from its extension; .csv.gz and the like too)",
+    )
+    group.add_argument(
+        "--labels", metavar="FILE", help=".npy / .npz input: FILE.npy, FILE.npz[:NAME]"
+    )
+    group.add_argument(
+        "--sample-weights",
+        metavar="FILE",
+        help=".npy / .npz input: N weights s_i of the reduction, FILE.npy, FILE.npz[:NAME]",
+    )
+    cols = group.add_mutually_exclusive_group()
+    cols.add_argument(
+        "--predictions-col",
+        metavar="NAME",
+        help="the column of predictions: numbers (binary) or lists of K numbers (default: "
+        "'predictions')",
+    )
+    cols.add_argument(
+        "--predictions-cols",
+        metavar="SPEC",
+        help="several number columns, one per class: a glob ('p_*', matched in the file's "
+        "column order) or a comma-separated list (in its order)",
+    )
+    group.add_argument("--labels-col", metavar="NAME", help="the column of labels")
+    group.add_argument("--ids-col", metavar="NAME", help="the column of item ids (for --out)")
+    group.add_argument("--sample-weights-col", metavar="NAME", help="the column of sample weights")
+
+
+def _add_score_options(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("options (the request fields of POST /v1/score)")
+    group.add_argument("--task", choices=TASKS, help="default: inferred from the shape")
+    group.add_argument("--input-type", choices=INPUT_TYPES, default="probabilities")
+    group.add_argument(
+        "--class-names",
+        type=_names,
+        metavar="A,B,C",
+        help="K class names (binary: negative,positive): string labels, named predictions",
+    )
+    group.add_argument(
+        "--class-weights", type=_numbers, metavar="W1,W2,...", help="K class weights"
+    )
+    group.add_argument(
+        "--pos-weight",
+        type=_number_or_numbers,
+        metavar="W[,W...]",
+        help="binary: a number; multilabel: a number or K numbers",
+    )
+    group.add_argument("--label-smoothing", type=float, metavar="E", help="in [0, 1]")
+    group.add_argument(
+        "--ignore-index", type=int, metavar="N", help="label value that marks unscored items"
+    )
+    group.add_argument("--focal-gamma", type=float, metavar="G", help="focal loss gamma >= 0")
+    group.add_argument("--focal-alpha", type=float, metavar="A", help="focal loss alpha")
+    group.add_argument("--confidence", choices=CONFIDENCE_METHODS, default="max_probability")
+    group.add_argument(
+        "--decision-threshold", type=float, metavar="T", help="binary/multilabel (default 0.5)"
+    )
+    group.add_argument(
+        "--renormalize", action="store_true", help="divide probability rows by their sums"
+    )
+    group.add_argument("--sum-tolerance", type=float, metavar="TOL", help="default 1e-4")
+    group.add_argument(
+        "--clip-eps", type=float, metavar="EPS", help="probability clip (default 2.2e-16)"
+    )
+    group.add_argument(
+        "--flag-min-confidence",
+        type=_rule,
+        default=0.5,
+        metavar="C",
+        help="flag below this (default 0.5; 'none': off)",
+    )
+    group.add_argument(
+        "--flag-max-loss", type=float, metavar="L", help="flag items whose loss exceeds this"
+    )
+    group.add_argument("--flag-misclassified", action="store_true", help="flag wrong predictions")
+    group.add_argument(
+        "--calibration",
+        action="store_true",
+        help=f"add ECE, MCE, RMS, Brier, NLL and the {CALIBRATION_BINS} reliability bins "
+        "(binary and multiclass, with labels)",
+    )
+
+
+def _add_score_output(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("output")
+    group.add_argument("--json", action="store_true", help="print the /v1/score JSON (no items)")
+    group.add_argument(
         "--max-flagged",
         type=_count,
         default=MAX_JSON_INDICES,
@@ -270,28 +579,57 @@ def _add_score(commands: Any) -> None:
         help=f"flagged indices listed by --json (default {MAX_JSON_INDICES:,}; the count and "
         "rate always cover all)",
     )
-    run.add_argument(
+    group.add_argument(
         "--flagged-out",
         type=Path,
         metavar="FILE",
         help="write every flagged row index to FILE: one per line, or an int64 array if FILE "
         "ends in .npy",
     )
-    run.add_argument(
+    group.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE.parquet",
+        help="write the per-item columns (loss, confidence, predicted, flagged, reasons) "
+        "beside the ids (--ids-col, else the row index) to this Parquet file",
+    )
+    group.add_argument(
         "--per-item",
         type=Path,
         metavar="OUT.npz",
         help="write loss, confidence, predicted and flagged per item to this .npz",
     )
-    run.add_argument(
-        "--chunk-rows", type=_positive, help="rows per chunk (default: about 4 M numbers)"
+    group.add_argument(
+        "--chunk-rows",
+        type=_positive,
+        metavar="N",
+        help="rows per chunk (default: about 4 M numbers)",
     )
-    run.add_argument(
+    group.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="progress bar on stderr (default: when stderr is a terminal)",
     )
+
+
+def _add_score(commands: Any) -> None:
+    run = commands.add_parser(
+        "score",
+        help="score a file offline (.npy, .npz, Parquet, Arrow, CSV, JSON Lines)",
+        description="Score predictions stored in files, in chunks of rows, in bounded memory "
+        "(files larger than memory work). The figures are those of POST /v1/score. Tables "
+        "(Parquet, Arrow IPC / Feather, CSV, JSON Lines; files, directories, partitioned "
+        "datasets, local or on s3:// and other filesystems) are read through pyarrow, their "
+        "columns named by the --*-col flags. An .npz array is chosen as FILE.npz:NAME; "
+        "without :NAME, the file's only array, else the one named 'predictions' (or "
+        "'labels' for --labels). Outputs are written only when the whole input has been "
+        "scored. Exit status: 0, or 2 for unreadable files and invalid input (the message "
+        "names the file, the 0-based row and the column).",
+    )
+    _add_score_input(run)
+    _add_score_options(run)
+    _add_score_output(run)
     run.set_defaults(handler=score_files)
 
 

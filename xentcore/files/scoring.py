@@ -1,251 +1,255 @@
-"""``score_file``: a file scored chunk by chunk, the chunks merged from their sums and counts.
+"""A whole input scored chunk by chunk and merged: ``.npy`` / ``.npz`` arrays (:func:`score_file`)
+and tables (:func:`score_table`).
 
-Each chunk of rows is scored by :func:`xentcore.score` exactly as the service would score it,
-with the same options (a mapping of its keyword arguments); every chunk after the first is
-scored with the first chunk's task. The merge:
+The unit of work is a *piece* (a Parquet row group, a file of another format, a run of array
+rows): :func:`score_chunks` scores its chunks in order, each by one :func:`score_chunk` (the
+core's ``check_batch`` and ``score_batch``, exactly what :func:`xentcore.score` runs, with the
+same options), and returns their merged :class:`~xentcore.files.Partial`. Pieces scored
+anywhere merge in row order (``a + b``) into the answer of one pass (see
+:mod:`xentcore.files.partial` for the merge). :func:`score_piece` is that for one piece of a
+table. Every chunk after the first is scored with the first chunk's task.
 
-    loss.sum        = fsum over chunks of the chunk's loss_sum   (exactly rounded merge)
-    loss.mean       = loss.sum / fsum(weight_sum)                (None when no weight)
-    accuracy        = sum n_correct / sum n_scored               (None when nothing scored)
-    confidence.mean = fsum(chunk sums of the existing confidences) / their count
-    flagged.indices = the chunk's flagged indices + the chunk's first row
-    warnings        = the clip warning of the summed clip count, then the chunks' other
-                      warnings once each in order, then the no-weight warning (whole file)
+Per-item rules (the loss, the confidence, the prediction, the flags) depend on one row only, so
+they are identical whatever the chunk size; the sums differ from one in-memory pass at most by
+float rounding.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-import xentcore as xc
 from xentcore import InputError, ScoreResult
-from xentcore.files.outputs import PerItemWriter
-from xentcore.files.sources import FileError, RowSource, default_chunk_rows
-from xentcore.score import NO_WEIGHT_WARNING, clip_warning
-from xentcore.types import DEFAULT_EPS
+from xentcore.files.chunks import Chunk, array_chunks, table_chunks
+from xentcore.files.columns import Selection
+from xentcore.files.errors import FileError
+from xentcore.files.outputs import Outputs
+from xentcore.files.partial import MAX_JSON_INDICES, CalibrationSums, OfflineResult, Partial
+from xentcore.files.sources import CHUNK_ELEMENTS, RowSource, default_chunk_rows
+from xentcore.files.tables import Piece, TableSource
+from xentcore.score import check_threads, score_batch
+from xentcore.types import ScoreOptions
+from xentcore.validate import check_batch, check_flag_rules
 
-__all__ = ["MAX_JSON_INDICES", "PER_ITEM_OPTIONS", "OfflineResult", "score_file"]
+__all__ = [
+    "MAX_JSON_INDICES",
+    "PER_ITEM_OPTIONS",
+    "OfflineResult",
+    "score_chunk",
+    "score_chunks",
+    "score_file",
+    "score_piece",
+    "score_table",
+]
 
-#: Flagged indices in :meth:`OfflineResult.as_json` by default (``xent score --max-flagged``;
-#: all go to a file with ``--flagged-out``).
-MAX_JSON_INDICES = 1000
-#: Options of :func:`xentcore.score` with one value per item: a chunk cannot take them.
+#: Options of :func:`xentcore.score` with one value per item: a chunk cannot take them (sample
+#: weights come from a file or a column, chunk by chunk).
 PER_ITEM_OPTIONS = frozenset({"sample_weights"})
 
-
-@dataclass
-class OfflineResult:
-    """The merged figures of a file: the ``/v1/score`` answer without ``items``."""
-
-    task: str
-    input_type: str
-    n_items: int
-    n_classes: int
-    confidence_method: str
-    loss_sum: float | None
-    weight_sum: float | None
-    n_scored: int | None
-    n_correct: int | None
-    confidence_sum: float
-    confidence_count: int
-    flagged_indices: npt.NDArray[np.intp]
-    warnings: list[str]
-
-    @property
-    def loss_mean(self) -> float | None:
-        """loss_sum / weight_sum (None without labels or weight)."""
-        if self.loss_sum is None or not self.weight_sum:
-            return None
-        return self.loss_sum / self.weight_sum
-
-    @property
-    def accuracy(self) -> float | None:
-        """n_correct / n_scored (None without labels or scored items)."""
-        if self.n_correct is None or not self.n_scored:
-            return None
-        return self.n_correct / self.n_scored
-
-    @property
-    def confidence_mean(self) -> float | None:
-        """confidence_sum / confidence_count: the plain mean of the confidences that exist
-        (None if none do)."""
-        return self.confidence_sum / self.confidence_count if self.confidence_count else None
-
-    def as_json(self, max_indices: int | None = MAX_JSON_INDICES) -> dict[str, Any]:
-        """The ``/v1/score`` response shape, without ``items`` and ``recorded``.
-
-        ``flagged.indices`` holds the first ``max_indices`` flagged rows (all with None), and
-        ``flagged.indices_truncated`` says whether rows were left out; ``count`` and ``rate``
-        (count / n_items, 0.0 for no items) always cover them all. (A file of millions of rows
-        can flag millions: 24 MB of JSON.)
-        """
-        loss = None
-        if self.loss_sum is not None:
-            loss = {"mean": self.loss_mean, "sum": self.loss_sum, "n_scored": self.n_scored}
-        count = int(self.flagged_indices.size)
-        shown = self.flagged_indices if max_indices is None else self.flagged_indices[:max_indices]
-        return {
-            "task": self.task,
-            "n_items": self.n_items,
-            "n_classes": self.n_classes,
-            "loss": loss,
-            "accuracy": self.accuracy,
-            "confidence": {"method": self.confidence_method, "mean": self.confidence_mean},
-            "flagged": {
-                "count": count,
-                "rate": count / self.n_items if self.n_items else 0.0,
-                "indices": shown.tolist(),
-                "indices_truncated": shown.size < count,
-            },
-            "warnings": self.warnings,
-        }
+#: ``on_chunk(chunk, result)``: called after each chunk is scored.
+OnChunk = Callable[[Chunk, ScoreResult], None]
 
 
-@dataclass
-class _Totals:
-    """The running sums and counts of the chunks scored so far (merged by :meth:`result`)."""
-
-    clip_eps: float
-    first: ScoreResult | None = None
-    losses: list[float] = field(default_factory=list)
-    weights: list[float] = field(default_factory=list)
-    confidence_sums: list[float] = field(default_factory=list)
-    confidence_count: int = 0
-    n_scored: int = 0
-    n_correct: int = 0
-    n_clipped: int = 0
-    flagged: list[npt.NDArray[np.intp]] = field(default_factory=list)
-    other_warnings: dict[str, None] = field(default_factory=dict)  # an ordered set
-
-    def add(self, r: ScoreResult, start: int) -> None:
-        """Add the chunk ``r`` whose first row is row ``start`` of the file."""
-        if self.first is None:
-            self.first = r
-        if r.loss_sum is not None:
-            self.losses.append(r.loss_sum)
-            self.weights.append(r.weight_sum or 0.0)
-            self.n_scored += r.n_scored or 0
-            self.n_correct += r.n_correct or 0
-        ok = ~np.isnan(r.confidence)
-        self.confidence_sums.append(float(r.confidence[ok].sum()))
-        self.confidence_count += int(np.count_nonzero(ok))
-        self.flagged.append(r.flagged_indices + start)
-        self.n_clipped += r.n_clipped
-        # The clip count is summed and the weight warning decided on the whole file (result).
-        per_file = {NO_WEIGHT_WARNING, *clip_warning(r.input_type, self.clip_eps, r.n_clipped)}
-        for text in r.warnings:
-            if text not in per_file:
-                self.other_warnings.setdefault(text, None)
-
-    def result(self, n_items: int) -> OfflineResult:
-        """The merged figures (see the module docstring); at least one chunk was added."""
-        first = self.first
-        assert first is not None
-        warnings = [*clip_warning(first.input_type, self.clip_eps, self.n_clipped)]
-        warnings += self.other_warnings
-        has_loss = first.loss_sum is not None
-        loss_sum = math.fsum(self.losses) if has_loss else None
-        weight_sum = math.fsum(self.weights) if has_loss else None
-        if has_loss and not weight_sum:
-            warnings.append(NO_WEIGHT_WARNING)
-        return OfflineResult(
-            task=first.task,
-            input_type=first.input_type,
-            n_items=n_items,
-            n_classes=first.n_classes,
-            confidence_method=first.confidence_method,
-            loss_sum=loss_sum,
-            weight_sum=weight_sum,
-            n_scored=self.n_scored if has_loss else None,
-            n_correct=self.n_correct if has_loss else None,
-            confidence_sum=math.fsum(self.confidence_sums),
-            confidence_count=self.confidence_count,
-            flagged_indices=np.concatenate(self.flagged),
-            warnings=warnings,
-        )
-
-
-def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, stop) of every chunk; one empty chunk for an empty file (the core decides)."""
-    if n == 0:
-        yield 0, 0
-    for start in range(0, n, size):
-        yield start, min(n, start + size)
-
-
-def _global(err: InputError, start: int) -> InputError:
-    """The same error with the chunk's row index made global (offset by the chunk's start)."""
-    loc = err.location
-    if start and len(loc) > 1 and loc[0] in ("predictions", "labels") and isinstance(loc[1], int):
-        return InputError((loc[0], loc[1] + start, *loc[2:]), err.reason, kind=err.kind)
-    return err
-
-
-def _score_chunk(
-    predictions: RowSource,
-    labels: RowSource | None,
-    start: int,
-    stop: int,
-    options: Mapping[str, Any],
-) -> ScoreResult:
-    """``xentcore.score`` of rows ``start:stop``; an InputError names the global row."""
-    x = predictions.read(start, stop)
-    y = None if labels is None else labels.read(start, stop)
+def score_chunk(
+    chunk: Chunk, options: Mapping[str, Any], *, calibration: bool = False
+) -> tuple[ScoreResult, Partial]:
+    """Score one chunk: :func:`xentcore.score` of its arrays with ``options`` (keyword
+    arguments of ``score``, ``flag`` included), and the chunk's :class:`Partial` (with the
+    calibration sums when ``calibration``). The core's errors are raised as
+    ``chunk.locate`` makes them (global rows; for tables, the file and the column)."""
+    raw = {name: value for name, value in options.items() if name != "flag"}
     try:
-        return xc.score(x, y, **options)
+        b = check_batch(
+            chunk.predictions,
+            chunk.labels,
+            ScoreOptions(**raw, sample_weights=chunk.sample_weights),
+        )
+        r = score_batch(b, check_flag_rules(options.get("flag")), threads=check_threads(None))
+        sums = CalibrationSums.of(b, r) if calibration else None
     except InputError as err:
-        raise _global(err, start) from None
+        raise chunk.locate(err, chunk.start) from None
+    return r, Partial.of(r, clip_eps=b.options.clip_eps, calibration=sums)
+
+
+def score_chunks(
+    chunks: Iterable[Chunk],
+    options: Mapping[str, Any],
+    *,
+    calibration: bool = False,
+    on_chunk: OnChunk | None = None,
+) -> Partial | None:
+    """Score the chunks of one piece in order and merge them (None when there are none).
+
+    Each chunk is scored in the slices of :meth:`Chunk.slices` (narrow rows: several core
+    calls, so that their per-item results stay small beside the chunk), and ``on_chunk`` is
+    called with each slice and its result. The chunks may be views of reused buffers: each is
+    scored before the next is taken.
+    """
+    call = dict(options)
+    total: Partial | None = None
+    for chunk in chunks:
+        for piece in chunk.slices():
+            r, part = score_chunk(piece, call, calibration=calibration)
+            call["task"] = r.task  # every chunk the same task as the first
+            if on_chunk is not None:
+                on_chunk(piece, r)
+            del r  # before the next slice is scored: one slice's results alive at a time
+            if total is None:
+                total = part
+            else:
+                total += part
+    return total
+
+
+def score_piece(
+    source: TableSource,
+    piece: Piece,
+    selection: Selection,
+    options: Mapping[str, Any],
+    *,
+    start: int = 0,
+    chunk_rows: int,
+    calibration: bool = False,
+    on_chunk: OnChunk | None = None,
+) -> Partial | None:
+    """Score one piece of a table (``start``: the global index of its first row, for messages
+    and outputs). Its partial counts flagged rows from the piece's first row."""
+    chunks = table_chunks(source, piece, selection, start=start, chunk_rows=chunk_rows)
+    return score_chunks(chunks, options, calibration=calibration, on_chunk=on_chunk)
+
+
+def _call(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    call = dict(options or {})
+    if not PER_ITEM_OPTIONS.isdisjoint(call):
+        raise ValueError(f"score_file takes no per-item options ({', '.join(PER_ITEM_OPTIONS)})")
+    return call
+
+
+def _writer(outputs: Outputs, progress: Callable[[int], None] | None) -> OnChunk:
+    def on_chunk(chunk: Chunk, r: ScoreResult) -> None:
+        outputs.add(r, chunk.start, chunk.ids)
+        if progress is not None:
+            progress(chunk.start + chunk.n_rows)
+
+    return on_chunk
+
+
+def _finish(total: Partial, outputs: Outputs) -> OfflineResult:
+    result = total.result()
+    outputs.finish(result.flagged_indices)
+    outputs.commit()
+    return result
 
 
 def score_file(
     predictions: RowSource,
     labels: RowSource | None = None,
     *,
+    sample_weights: RowSource | None = None,
     options: Mapping[str, Any] | None = None,
     chunk_rows: int | None = None,
     per_item: Path | None = None,
+    out: Path | None = None,
+    flagged_out: Path | None = None,
+    calibration: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> OfflineResult:
-    """Score a file chunk by chunk; merge the chunks' sums exactly (see the module docstring).
+    """Score arrays (``.npy`` / ``.npz``) chunk by chunk; merge the chunks' sums exactly.
 
     ``options`` maps keyword arguments of :func:`xentcore.score` (``task``, ``input_type``,
     ``confidence``, ``flag``, ``ignore_index``...) to their values; those with one value per
-    item (:data:`PER_ITEM_OPTIONS`) raise ValueError. ``chunk_rows``: rows per chunk (default
-    :func:`default_chunk_rows`); the per-item figures do not depend on it, the sums only by
-    float rounding. ``per_item``: write the columns of :class:`PerItemWriter` to this ``.npz``.
-    ``progress(rows_done)`` is called after every chunk.
+    item (:data:`PER_ITEM_OPTIONS`) raise ValueError: ``sample_weights`` is an array read beside
+    the predictions. ``chunk_rows``: rows per chunk (default :func:`default_chunk_rows`).
+    ``per_item`` (.npz), ``out`` (Parquet, with a ``row`` column) and ``flagged_out`` are
+    written only when the whole file has been scored. ``calibration`` adds the calibration
+    figures. ``progress(rows_done)`` is called after every chunk.
 
     Raises :class:`InputError` (global row index in its location) for invalid data, and
-    :class:`FileError` when the files do not fit together.
+    :class:`FileError` when the files do not fit together or an output cannot be written.
     """
-    call = dict(options or {})
-    if not PER_ITEM_OPTIONS.isdisjoint(call):
-        raise ValueError(f"score_file takes no per-item options ({', '.join(PER_ITEM_OPTIONS)})")
-    n = predictions.n_rows
-    if labels is not None and labels.n_rows != n:
-        raise FileError(f"{labels.name} has {labels.n_rows:,} rows, {predictions.name} has {n:,}")
+    call = _call(options)
     size = chunk_rows or default_chunk_rows(predictions.shape)
-    totals = _Totals(clip_eps=float(call.get("clip_eps", DEFAULT_EPS)))
-    items = PerItemWriter(per_item, n) if per_item is not None else None
+    outputs = Outputs(table=out, per_item=per_item, flagged=flagged_out)
     try:
-        for start, stop in _chunks(n, size):
-            r = _score_chunk(predictions, labels, start, stop, call)
-            call["task"] = r.task  # every chunk the same task as the first
-            totals.add(r, start)
-            if items is not None:
-                items.add(r, start)
-            if progress is not None:
-                progress(stop)
-        if items is not None:
-            items.finish()
+        outputs.open(predictions.n_rows)
+        chunks = array_chunks(predictions, labels, sample_weights, chunk_rows=size)
+        total = score_chunks(
+            chunks, call, calibration=calibration, on_chunk=_writer(outputs, progress)
+        )
+        assert total is not None  # array_chunks yields at least one chunk
+        return _finish(total, outputs)
     finally:
-        if items is not None:
-            items.discard()
-    return totals.result(n)
+        outputs.discard()
+
+
+def table_chunk_rows(source: TableSource, selection: Selection, pieces: list[Piece]) -> int:
+    """Rows per chunk so that a chunk holds about :data:`CHUNK_ELEMENTS` predictions: K from the
+    schema (several columns, a fixed-size list), else from the first row read."""
+    name = selection.predictions[0]
+    kind = source.schema.field(name).type
+    width = selection.width()
+    if width is None and not selection.spread and hasattr(kind, "list_size"):
+        width = int(kind.list_size)
+    if width is None and hasattr(kind, "value_type") and pieces:
+        for batch in source.batches(pieces[0], [name], 1, numeric=selection.numeric):
+            if batch.num_rows:
+                width = len(batch.column(0)[0].values or [])
+            break
+    return max(1, CHUNK_ELEMENTS // max(1, width or 1))
+
+
+def score_table(
+    source: TableSource,
+    selection: Selection,
+    *,
+    options: Mapping[str, Any] | None = None,
+    chunk_rows: int | None = None,
+    per_item: Path | None = None,
+    out: Path | None = None,
+    flagged_out: Path | None = None,
+    calibration: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> OfflineResult:
+    """Score a table piece by piece (:func:`score_piece`) and merge the pieces in row order.
+
+    As :func:`score_file`, with the columns of ``selection``; ``out`` gets the ids of its
+    ``ids`` column (else a ``row`` column). ``per_item`` needs the row count first (a reading
+    pass for CSV and JSON Lines). Raises :class:`~xentcore.files.RowError` for a value that
+    cannot be scored (file, global row, column), :class:`FileError` for a file that cannot be
+    read, and :class:`InputError` for an invalid option.
+    """
+    call = _call(options)
+    pieces = source.pieces()
+    size = chunk_rows or table_chunk_rows(source, selection, pieces)
+    outputs = Outputs(table=out, per_item=per_item, flagged=flagged_out, id_column=selection.ids)
+    selection = replace(selection, read_ids=out is not None)  # ids only for --out
+    try:
+        outputs.open(source.count_rows() if per_item is not None else None)
+        total: Partial | None = None
+        on_chunk = _writer(outputs, progress)
+        for piece in pieces:
+            start = 0 if total is None else total.n_items
+            part = score_piece(
+                source,
+                piece,
+                selection,
+                call,
+                start=start,
+                chunk_rows=size,
+                calibration=calibration,
+                on_chunk=on_chunk,
+            )
+            if part is None:  # an empty file or row group
+                continue
+            call["task"] = part.task
+            if total is None:
+                total = part
+            else:
+                total += part
+        if total is None:
+            raise FileError(f"{source.name}: no rows to score")
+        return _finish(total, outputs)
+    finally:
+        outputs.discard()

@@ -4,6 +4,9 @@
 ``.npz`` members (``np.savez_compressed``) are decompressed as a stream, one chunk of rows at a
 time (so they are read in order). Fortran-ordered compressed members with more than one axis
 are the exception: their rows are not contiguous in the stream, so they are read whole.
+
+A file that is neither a ``.npy`` array nor a zip archive is refused from its first bytes, with
+what it looks like instead (numpy would try to unpickle it, and say so).
 """
 
 from __future__ import annotations
@@ -18,14 +21,22 @@ from typing import IO, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CHUNK_ELEMENTS", "FileError", "RowSource", "default_chunk_rows", "open_rows"]
+from xentcore.files.errors import FileError
+from xentcore.files.formats import looks_like
+
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "FileError",
+    "RowSource",
+    "default_chunk_rows",
+    "open_rows",
+    "peek",
+]
 
 #: Numbers per chunk when ``chunk_rows`` is not given (about 32 MB of float64 work per chunk).
 CHUNK_ELEMENTS = 1 << 22
-
-
-class FileError(Exception):
-    """A file that cannot be read as an array (missing, not .npy/.npz, unknown member...)."""
+#: Bytes :func:`peek` reads at each end of a file.
+_PEEK = 512
 
 
 @dataclass
@@ -159,11 +170,40 @@ def _open_npz(path: Path, member: str, name: str) -> RowSource:
     return source
 
 
+def peek(path: Path) -> tuple[bytes, bytes]:
+    """The first and the last bytes of a local file (512 of each at most)."""
+    with path.open("rb") as fp:
+        head = fp.read(_PEEK)
+        fp.seek(max(0, fp.seek(0, 2) - _PEEK))
+        return head, fp.read(_PEEK)
+
+
+def _not_an_array(path: Path) -> FileError:
+    """The error of a file that is neither .npy nor zip, saying what it looks like."""
+    seen = looks_like(*peek(path))
+    what = f"; it looks like {seen}" if seen else ""
+    return FileError(f"{path}: cannot read it as an array: not a .npy or .npz file{what}")
+
+
+def _open_npy(path: Path) -> RowSource:
+    """A memory-mapped ``.npy`` file; its header is read first, so that a file of another kind
+    or an object array is refused by name (numpy would try to unpickle them)."""
+    if not peek(path)[0].startswith(b"\x93NUMPY"):
+        raise _not_an_array(path)
+    with path.open("rb") as fp:
+        _, _, dtype = _read_header(fp, str(path))
+    if dtype.hasobject:
+        raise FileError(f"{path}: object arrays are not read (expected numbers)")
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    return RowSource(str(path), arr.shape, arr.dtype, arr)
+
+
 def open_rows(spec: str, *, default_member: str = "predictions") -> RowSource:
     """Open ``FILE.npy``, ``FILE.npz:NAME`` or ``FILE.npz`` (its only array, or ``default_member``).
 
     Nothing is read but the header. Raises :class:`FileError` for a missing or unreadable file,
-    an unknown member, an object (pickled) array or a scalar.
+    a file that is not an array (saying what it looks like), an unknown member, an object
+    (pickled) array or a scalar.
     """
     path, member = _split_spec(spec)
     if not path.is_file():
@@ -173,10 +213,7 @@ def open_rows(spec: str, *, default_member: str = "predictions") -> RowSource:
             member = _npz_member(path, member, default_member)
             source = _open_npz(path, member, f"{path}:{member}")
         else:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            if not isinstance(arr, np.ndarray):
-                raise FileError(f"{path}: not a .npy or .npz file")
-            source = RowSource(str(path), arr.shape, arr.dtype, arr)
+            source = _open_npy(path)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise FileError(f"{path}: cannot read it as an array ({exc})") from None
     if source.dtype.hasobject:
