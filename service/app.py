@@ -39,6 +39,7 @@ from service.middleware.context import RequestContextMiddleware
 from service.middleware.limits import LimitsMiddleware
 from service.openapi import install_openapi
 from service.retention import retention_loop
+from service.routing import plain_routes
 from service.schemas import (
     BatchRequest,
     CalibrationRequest,
@@ -137,6 +138,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # request here, a fifth of a small batch's time). The routes already carry their full
         # paths and settings, and the OpenAPI document is the same (tests/service/test_docs.py).
         app.router.routes.extend(router.routes)
+    # the scoring endpoints first, as plain routes (service.routing): matched before the rest
+    hot = [*scoring.router.routes, *sequences.router.routes, *calibration.router.routes]
+    app.router.routes[:0] = plain_routes(hot)
     install_error_handlers(app)
     install_openapi(
         app,
