@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.policies import (
+    PUT_ERRORS,
     FitName,
     SharedPathRoute,
     _body_error,
@@ -42,7 +43,9 @@ class CalibratorRequest(BaseModel):
     """A calibrator to fit on the stream's calibration set (API.md section 10)."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"method": "temperature"}]}
+        strict=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"method": "temperature"}]},
     )
 
     method: Literal["temperature", "platt"] = Field(
@@ -92,7 +95,7 @@ def _fit(cal: CalibrationSet, req: CalibratorRequest) -> dict[str, Any]:
 @router.put(
     "/{stream}/calibrators/{name}",
     summary="Fit a calibrator on the stream's calibration set",
-    responses={**_ERRORS, 200: {"model": CalibratorResponse, "description": "The stored fit"}},
+    responses={**PUT_ERRORS, 200: {"model": CalibratorResponse, "description": "The stored fit"}},
 )
 async def put_calibrator(
     request: Request, stream: StreamName, name: FitName, body: CalibratorRequest

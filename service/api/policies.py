@@ -70,6 +70,14 @@ class SharedPathRoute(APIRoute):
 
 router = APIRouter(prefix="/v1/streams", tags=["policies"], route_class=SharedPathRoute)
 
+#: The answers of a PUT besides its 200: the read errors, and those of its body.
+PUT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    400: {"description": "The body is not JSON"},
+    413: {"description": "Body over XENT_MAX_BODY_BYTES"},
+    415: {"description": "Content type is not JSON"},
+}
+
 FitName = Annotated[str, Path(pattern=STREAM_PATTERN, description="The policy's name")]
 #: A policy's confidence: a classifier's method, or ``sequence`` (a sequences stream).
 PolicyConfidence = ConfidenceMethod | Literal["sequence"]
@@ -79,7 +87,9 @@ class PolicyRequest(BaseModel):
     """A risk-controlled policy to fit on the stream's calibration set (API.md section 10)."""
 
     model_config = ConfigDict(
+        strict=True,
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={"examples": [{"alpha": 0.05, "delta": 0.1}]},
     )
 
@@ -170,7 +180,7 @@ def _fit(cal: CalibrationSet, req: PolicyRequest) -> dict[str, Any]:
 @router.put(
     "/{stream}/policies/{name}",
     summary="Fit a risk-controlled policy on the stream's calibration set",
-    responses={**_ERRORS, 200: {"model": PolicyResponse, "description": "The stored policy"}},
+    responses={**PUT_ERRORS, 200: {"model": PolicyResponse, "description": "The stored policy"}},
 )
 async def put_policy(
     request: Request, stream: StreamName, name: FitName, body: PolicyRequest

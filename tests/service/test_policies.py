@@ -240,3 +240,15 @@ def test_fits_and_curves_read_at_most_the_newest_calibration_items(
     small = make_client()
     _record(small, *parts[0], list(range(100)))
     assert small.get("/v1/streams/s/risk-coverage").json()["truncated"] is False
+
+
+def test_policy_fields_are_strict(app: TestClient) -> None:
+    p, y = _data(50)
+    _record(app, p, y, list(range(50)))
+    for body, field in (
+        ({"alpha": 0.1, "per_class": 0}, "per_class"),
+        ({"alpha": "0.1"}, "alpha"),
+        ({"alpha": 0.1, "min_calibration": 1.5}, "min_calibration"),
+    ):
+        r = app.put("/v1/streams/s/policies/x", json=body)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", field], body
