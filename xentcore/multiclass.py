@@ -18,7 +18,10 @@ the log-softmax is never materialised at full size. Two kernels:
   loss), with explicit log p and p per chunk in float64.
 
 Loss (the contract's section 2), with q' = (1 - e) q + e / K, w the class weights and f_k the focal
-factor (1 - p_k)^gamma (1 when gamma = 0):  loss_i = -alpha sum_k w_k q'_k f_k log p_k.
+factor (1 - p_k)^gamma (1 when gamma = 0):  loss_i = -sum_k alpha_k w_k q'_k f_k log p_k, with
+alpha_k = ``focal_alpha`` (one number for every class, or one per class as Keras'
+``CategoricalFocalCrossentropy(alpha=[...])``; 1 when not given). Any focal option takes the
+``_general`` path.
 
 Every kernel reads its options (input type, clip_eps, confidence method, class weights, label
 smoothing, focal gamma and alpha) from one checked :class:`~xentcore.types.ScoreOptions`.
@@ -281,6 +284,9 @@ def _general(x_all: FloatArray, index: I64 | None, target: F64 | None, o: ScoreO
     loss_all = np.empty(n) if has_loss else None
     n_clipped = 0
     w = np.ones(k) if o.class_weights is None else o.class_weights
+    # Keras' per-class alpha multiplies each class's term, like a class weight (a scalar alpha
+    # multiplies the sum: the same value, kept as it was)
+    alpha_k = o.focal_alpha if isinstance(o.focal_alpha, np.ndarray) else None
     log_k = float(np.log(k))
     for sl in chunk_rows(n, k):
         x = x_all[sl].astype(np.float64, copy=False)
@@ -308,8 +314,10 @@ def _general(x_all: FloatArray, index: I64 | None, target: F64 | None, o: ScoreO
         coef *= w
         if gamma > 0:
             coef *= (-np.expm1(log_p)) ** gamma  # (1 - p_k)^gamma with p_k as used in the loss
+        if alpha_k is not None:
+            coef *= alpha_k
         loss = -np.einsum("ij,ij->i", coef, log_p)
-        if o.focal_alpha is not None:
+        if alpha_k is None and o.focal_alpha is not None:
             loss *= o.focal_alpha
         loss_all[sl] = loss
     return RowStats(predicted, confidence, top, loss_all, n_clipped)

@@ -78,22 +78,27 @@ class ScoreOptions:
     Built raw by ``xentcore.score`` from its keyword arguments, or by the service from a
     request; ``xentcore.validate`` checks it once and returns a checked copy, which is what
     the kernels receive. In a checked copy ``task`` is resolved, ``class_weights``,
-    ``sample_weights`` and a per-class ``pos_weight`` are float64 arrays, ``pos_weight`` is
-    otherwise a float or None, and ``class_names`` is a tuple of str or None.
+    ``sample_weights`` and a per-class ``pos_weight`` or ``focal_alpha`` are float64 arrays,
+    ``pos_weight`` and ``focal_alpha`` are otherwise a float or None, ``clip_eps`` is a float,
+    and ``class_names`` is a tuple of str or None.
     """
 
     task: Task | None = None
     input_type: InputType = "probabilities"
+    #: K weights (multiclass, multilabel), or 2 for binary: the negative class, the positive
     class_weights: Any = None
     sample_weights: Any = None
     pos_weight: Any = None
     label_smoothing: float = 0.0
+    #: a label that marks an item (binary, sparse multiclass) or an entry (multilabel) unscored
     ignore_index: int | None = None
     focal_gamma: float = 0.0
-    focal_alpha: float | None = None
+    #: a number in [0, 1], or one per class (multiclass, multilabel); None: no alpha factor
+    focal_alpha: Any = None
     confidence: ConfidenceMethod = "max_probability"
     decision_threshold: float = 0.5
     renormalize: bool = False
     sum_tolerance: float = 1e-4
-    clip_eps: float = DEFAULT_EPS
+    #: raw: a number in (0, 0.5) or "dtype" (the predictions' machine epsilon); checked: a float
+    clip_eps: Any = DEFAULT_EPS
     class_names: Any = None

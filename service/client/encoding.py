@@ -1,8 +1,9 @@
 """Request bodies of the client: JSON, or JSON followed by binary tensors (see the README).
 
 Every value goes through :func:`_prepare` first: array-likes (anything with ``__array__``) as
-numpy, non-string ``class_names`` as ``str(c)`` and the labels that refer to them as names (the
-rules are in the ``service.client`` docstring). Then :func:`encode_parts` writes the JSON header
+numpy, ``clip_eps="dtype"`` as the epsilon of the predictions' dtype, non-string
+``class_names`` as ``str(c)`` and the labels that refer to them as names (the rules are in the
+``service.client`` docstring). Then :func:`encode_parts` writes the JSON header
 with orjson and, past ``binary_threshold`` elements, appends a numeric array's little-endian bytes
 as a view of the array itself instead of writing it as JSON text.
 """
@@ -16,6 +17,7 @@ import numpy as np
 import orjson
 
 from service.schemas.tensors import TENSOR_DTYPES
+from xentcore.validate.options import CLIP_EPS_DTYPE, dtype_eps
 
 __all__ = ["PIECE_BYTES", "encode", "encode_parts", "sequences_field"]
 
@@ -96,10 +98,24 @@ def _labels_as_names(labels: Any, classes: Sequence[Any], names: list[str | None
     return mapped[inverse.ravel()].tolist()
 
 
+def _clip_eps(out: dict[str, Any]) -> None:
+    """``clip_eps="dtype"`` resolved here, from the predictions as the caller gave them: sent
+    as JSON they would reach the server as float64 numbers, as a tensor in their own dtype
+    (float16 as JSON: float32), so the same call would clip by its size otherwise."""
+    if not (isinstance(out.get("clip_eps"), str) and out["clip_eps"] == CLIP_EPS_DTYPE):
+        return
+    try:
+        dtype = np.asarray(out.get("predictions")).dtype
+    except (TypeError, ValueError):  # ragged: the server's 422 says where
+        return
+    out["clip_eps"] = dtype_eps(dtype)
+
+
 def _prepare(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The request fields with array-likes as numpy and non-string ``class_names`` (and the
-    labels that refer to them) as names."""
+    """The request fields with array-likes as numpy, ``clip_eps="dtype"`` as the number it
+    means, and non-string ``class_names`` (and the labels that refer to them) as names."""
     out = {name: _numpy(value) for name, value in fields.items() if value is not None}
+    _clip_eps(out)
     classes = out.get("class_names")
     if isinstance(classes, np.ndarray) and classes.ndim != 1:
         return out  # not a list of names: the server's 422

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from service.schemas.fields import STRICT, Int64, StreamName, Unit
 from service.schemas.tensors import (
+    NUMBER,
+    STRINGS,
+    VECTOR,
     Ids,
     LabelArray,
     OneId,
@@ -62,6 +65,27 @@ class FlagRules(BaseModel):
     )
 
 
+def _number_or_list(value: Any) -> str:
+    return VECTOR if isinstance(value, list) else NUMBER
+
+
+def _number_or_name(value: Any) -> str:
+    return STRINGS if isinstance(value, str) else NUMBER
+
+
+#: ``focal_alpha``: a number in [0, 1], or one number >= 0 per class (the core checks the count
+#: and, for multilabel, the upper bound 1).
+FocalAlpha = Annotated[
+    Annotated[Unit, Tag(NUMBER)]
+    | Annotated[list[Annotated[float, Field(ge=0)]], Field(fail_fast=True), Tag(VECTOR)],
+    Discriminator(_number_or_list),
+]
+#: ``clip_eps``: a number in (0, 0.5), or "dtype" (the predictions' machine epsilon).
+ClipEps = Annotated[
+    Annotated[float, Field(gt=0, lt=0.5), Tag(NUMBER)] | Annotated[Literal["dtype"], Tag(STRINGS)],
+    Discriminator(_number_or_name),
+]
+
 #: An audit seed: a non-negative 64-bit integer (numpy's generators take no negative seed).
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
@@ -99,7 +123,13 @@ class BatchRequest(BaseModel):
     )
     input_type: InputType = Field("probabilities", description="What `predictions` holds.")
     class_weights: VectorOrTensor | None = Field(
-        None, description="Multiclass: K weights w_k (torch `weight=`)."
+        None,
+        description="One weight >= 0 per class. Multiclass: K weights w_k (torch "
+        "`cross_entropy(weight=)`); binary: 2, the negative class then the positive (hard "
+        "labels: torch `BCELoss(weight=w[y])`); multilabel: K, one per column (torch "
+        "`BCEWithLogitsLoss(weight=)`). Binary and multilabel means divide by the number of "
+        "items, not by the weights.",
+        examples=[[1.0, 2.0, 0.5]],
     )
     sample_weights: VectorOrTensor | None = Field(
         None, description="N weights s_i of the reduction."
@@ -110,13 +140,20 @@ class BatchRequest(BaseModel):
     label_smoothing: Unit = Field(0.0, description="Label smoothing e in [0, 1].")
     ignore_index: Int64 | None = Field(
         None,
-        description="Sparse multiclass: items with this label have no loss.",
+        description="Items (multiclass class indices, binary labels) or entries (multilabel) "
+        "whose label is this value have no loss. Not for multiclass target distributions.",
         examples=[-100],
     )
     focal_gamma: Annotated[float, Field(ge=0)] = Field(
         0.0, description="Focal loss gamma (0 = plain cross-entropy)."
     )
-    focal_alpha: Unit | None = Field(None, description="Focal loss alpha.")
+    focal_alpha: FocalAlpha | None = Field(
+        None,
+        description="Focal loss alpha: a number in [0, 1], or (multiclass, multilabel) one per "
+        "class: >= 0 for multiclass (Keras `CategoricalFocalCrossentropy(alpha=[...])`), in "
+        "[0, 1] for multilabel (alpha_k y + (1 - alpha_k)(1 - y) per column).",
+        examples=[0.25],
+    )
     confidence: ConfidenceMethod = Field(
         "max_probability", description="How each item's confidence is computed."
     )
@@ -136,8 +173,12 @@ class BatchRequest(BaseModel):
     sum_tolerance: Unit | None = Field(
         None, description="Tolerance of row sums; default the server's `XENT_SUM_TOLERANCE`."
     )
-    clip_eps: Annotated[float, Field(gt=0, lt=0.5)] = Field(
-        DEFAULT_EPS, description="Probabilities are clipped to [eps, 1 - eps] before logs."
+    clip_eps: ClipEps = Field(
+        DEFAULT_EPS,
+        description="Probabilities are clipped to [eps, 1 - eps] before logs: a number in "
+        '(0, 0.5), or `"dtype"` for the machine epsilon of the predictions\' dtype as sent '
+        "(scikit-learn `log_loss`: JSON numbers are float64, 2.22e-16; FP32 tensors 1.19e-7; "
+        "FP16 tensors 9.77e-4).",
     )
     class_names: Strings | None = Field(
         None,

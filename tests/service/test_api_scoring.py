@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import xentcore as xc
+from service.client import encode
 from service.schemas import ConfidenceResponse, FlagResponse, LossResponse, ScoreResponse
+from tests.service.test_api_binary import binary_request
 
 P3 = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]]
 L3 = [0, 2]
@@ -327,3 +329,117 @@ def test_broken_store_never_fails_scoring(client: Any) -> None:
     out = post(client, "/v1/score", {"predictions": P3, "labels": L3, "stream": "s"})
     assert out["recorded"] is False
     assert client.get("/readyz").status_code == 503
+
+
+# --- the peer-parity options of issue 18 (the numbers are the core's, checked against torch,
+# Keras and scikit-learn in tests/xentcore/test_peer_parity.py)
+
+
+def test_binary_class_weights_and_ignore_index(client: Any) -> None:
+    body = {
+        "predictions": [0.9, 0.2, 0.6, 0.4],
+        "labels": [1, -100, 0, 1],
+        "class_weights": [0.5, 2.0],
+        "ignore_index": -100,
+    }
+    out = post(client, "/v1/score", body)
+    ScoreResponse.model_validate(out)
+    scored = [-2.0 * math.log(0.9), -0.5 * math.log(0.4), -2.0 * math.log(0.4)]
+    loss = out["items"]["loss"]
+    assert loss[1] is None
+    assert [loss[0], loss[2], loss[3]] == pytest.approx(scored, rel=1e-14)
+    # the mean divides by the scored items (3), not by their weights (torch BCELoss(weight=))
+    assert out["loss"]["n_scored"] == 3
+    assert out["loss"]["sum"] == pytest.approx(sum(scored), rel=1e-14)
+    assert out["loss"]["mean"] == pytest.approx(sum(scored) / 3, rel=1e-14)
+    assert out["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_multilabel_class_weights_and_per_class_alpha(client: Any) -> None:
+    p = [[0.9, 0.6, 0.1], [0.2, 0.3, 0.4]]
+    y = [[1, 1, 0], [0, 1, 0]]
+    options: dict[str, Any] = {
+        "task": "multilabel",
+        "class_weights": [1.0, 0.5, 3.0],
+        "focal_gamma": 2.0,
+        "focal_alpha": [0.25, 0.5, 0.75],
+    }
+    out = post(client, "/v1/loss", {"predictions": p, "labels": y, **options})
+    ref = xc.score(p, y, **options)
+    assert out["loss"]["mean"] == pytest.approx(ref.loss_mean, rel=1e-14)
+    assert out["items"]["loss"] == pytest.approx(ref.item_loss.tolist(), rel=1e-14)
+
+
+def test_multiclass_per_class_alpha(client: Any) -> None:
+    options: dict[str, Any] = {"focal_gamma": 2.0, "focal_alpha": [0.5, 2.0, 1.0]}
+    out = post(client, "/v1/loss", {"predictions": P3, "labels": L3, **options})
+    item = [-0.5 * 0.3**2 * math.log(0.7), -1.0 * 0.9**2 * math.log(0.1)]
+    assert out["items"]["loss"] == [pytest.approx(v, rel=1e-14) for v in item]
+
+
+def test_clip_eps_dtype_follows_the_sent_dtype(client: Any) -> None:
+    body: dict[str, Any] = {"predictions": [0.0, 0.5], "labels": [1, 1], "clip_eps": "dtype"}
+    out = post(client, "/v1/loss", body)  # JSON numbers are float64
+    assert out["items"]["loss"][0] == pytest.approx(-math.log(2.220446049250313e-16))
+    assert out["warnings"] == ["1 probabilities clipped to [eps, 1-eps] (eps = 2.22045e-16)"]
+    p32 = np.array([0.0, 0.5], dtype=np.float32)
+    content, headers = binary_request({"predictions": p32, "labels": [1, 1], "clip_eps": "dtype"})
+    response = client.post("/v1/loss", content=content, headers=headers)
+    assert response.status_code == 200, response.text
+    eps32 = float(np.finfo(np.float32).eps)
+    assert response.json()["items"]["loss"][0] == pytest.approx(-math.log(eps32), rel=1e-12)
+    assert "(eps = 1.19209e-07)" in response.json()["warnings"][0]
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc", "msg"),
+    [
+        ({"class_weights": [1.0, -0.5, 1.0]}, ["class_weights", 1], "is negative, expected >= 0"),
+        ({"focal_alpha": [0.5, -1.0, 1.0]}, ["focal_alpha", 1], "greater than or equal to 0"),
+        ({"focal_alpha": [0.5, 1.0]}, ["focal_alpha"], "expected 3 numbers (one per class)"),
+        ({"focal_alpha": 1.5}, ["focal_alpha"], "less than or equal to 1"),
+        ({"clip_eps": "float32"}, ["clip_eps"], "'dtype'"),
+        ({"clip_eps": 0.5}, ["clip_eps"], "less than 0.5"),
+        ({"labels": [[0.5, 0.4, 0.0], [0.0, 0.0, 1.0]]}, ["labels", 0], "target row sums to 0.9"),
+        (
+            {"labels": [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]], "ignore_index": -100},
+            ["ignore_index"],
+            "not for target distributions",
+        ),
+    ],
+)
+def test_peer_parity_options_422(
+    client: Any, fields: dict[str, Any], loc: list[Any], msg: str
+) -> None:
+    out = post(client, "/v1/score", {"predictions": P3, "labels": L3, **fields}, status=422)
+    assert out["detail"][0]["loc"] == ["body", *loc]
+    assert msg in out["detail"][0]["msg"]
+
+
+def test_binary_focal_alpha_list_is_a_422(client: Any) -> None:
+    body = {"predictions": [0.2, 0.9], "labels": [0, 1], "focal_alpha": [0.25, 0.75]}
+    out = post(client, "/v1/score", body, status=422)
+    assert out["detail"][0]["loc"] == ["body", "focal_alpha"]
+    assert "expected a number for a binary task" in out["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("binary_threshold", [None, 1])
+@pytest.mark.parametrize(
+    ("predictions", "eps"),
+    [
+        (np.array([0.0, 0.5], dtype=np.float32), float(np.finfo(np.float32).eps)),
+        (np.array([0.0, 0.5], dtype=np.float16), float(np.finfo(np.float16).eps)),
+        ([0.0, 0.5], float(np.finfo(np.float64).eps)),
+    ],
+)
+def test_client_sends_clip_eps_dtype_as_its_number(
+    client: Any, predictions: Any, eps: float, binary_threshold: int | None
+) -> None:
+    """JSON or tensor, the client sends the epsilon of the dtype it was given (the server would
+    see a float32 array as float64 JSON numbers below the binary threshold)."""
+    content, headers = encode(
+        {"predictions": predictions, "labels": [1, 1], "clip_eps": "dtype"}, binary_threshold
+    )
+    response = client.post("/v1/loss", content=content, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["items"]["loss"][0] == pytest.approx(-math.log(eps), rel=1e-12)

@@ -317,7 +317,9 @@ CASES: dict[str, Case] = {
         "finite_number",
     ),
     "class_weights_binary": Case(
-        score(PB, [0, 1, 1], class_weights=[1.0, 2.0]), ("class_weights",), "only for multiclass"
+        score(PB, [0, 1, 1], class_weights=[1.0, 2.0, 3.0]),
+        ("class_weights",),
+        "expected 2 numbers (one per class: negative, then positive), got shape [3]",
     ),
     "sample_weights_negative": Case(
         score(PB, [0, 1, 1], sample_weights=[1.0, 1.0, -2.0]),
@@ -411,14 +413,14 @@ CASES: dict[str, Case] = {
         score(P3, confidence="true_class"), ("confidence",), "'true_class' needs labels"
     ),
     "ignore_index_binary": Case(
-        score(PB, [0, 1, 1], ignore_index=-100),
-        ("ignore_index",),
-        "only for sparse multiclass labels",
+        score(PB, [0, -100, -1], ignore_index=-100),
+        ("labels", 2),
+        "target -1 is outside [0, 1]",
     ),
     "ignore_index_dense": Case(
         score(P3, np.eye(3), ignore_index=-100),
         ("ignore_index",),
-        "only for sparse multiclass labels",
+        "not for target distributions",
     ),
     "ignore_index_float": Case(
         score(P3, [0, 1, 2], ignore_index=1.0), ("ignore_index",), "expected an integer", "int_type"

@@ -120,3 +120,50 @@ def test_score_result_is_frozen() -> None:
     with pytest.raises(AttributeError):
         r.loss_mean = 0.0  # type: ignore[misc]
     assert r.reasons == [["low_confidence"], []]  # cached properties still work
+
+
+@pytest.mark.parametrize(
+    ("predictions", "eps"),
+    [
+        (np.array([0.2, 0.9], dtype=np.float64), float(np.finfo(np.float64).eps)),
+        (np.array([0.2, 0.9], dtype=np.float32), float(np.finfo(np.float32).eps)),
+        (np.array([0.2, 0.9], dtype=np.float16), float(np.finfo(np.float16).eps)),
+        (np.array([0.2, 0.9], dtype=np.longdouble), float(np.finfo(np.float64).eps)),
+        (np.array([0, 1]), float(np.finfo(np.float64).eps)),
+        ([0.2, 0.9], float(np.finfo(np.float64).eps)),
+    ],
+)
+def test_clip_eps_dtype_is_resolved_in_the_checked_copy(predictions: object, eps: float) -> None:
+    """``"dtype"`` follows the predictions as given (float16 before its widening to float32),
+    as scikit-learn's ``log_loss``; the checked copy holds the float every reader uses."""
+    b = check_batch(predictions, None, ScoreOptions(clip_eps="dtype"))
+    assert type(b.options.clip_eps) is float and b.options.clip_eps == eps
+
+
+def test_per_class_options_in_the_checked_copy() -> None:
+    raw = ScoreOptions(class_weights=(1, 3), focal_alpha=0.25, ignore_index=-100)
+    b = check_batch([0.2, 0.9, 0.5], [0, 1, -100], raw)
+    o = b.options
+    assert o.class_weights.dtype == np.float64 and o.class_weights.tolist() == [1.0, 3.0]
+    assert type(o.focal_alpha) is float and o.ignore_index == -100
+    assert b.labels is not None and b.labels.scored is not None
+    assert b.labels.scored.tolist() == [True, True, False]
+    assert b.labels.target is not None and b.labels.target.tolist() == [0.0, 1.0, 0.0]
+    raw = ScoreOptions(task="multilabel", class_weights=[1, 2], focal_alpha=[0.1, 0.9])
+    o = check_batch([[0.2, 0.9]], [[0, 1]], raw).options
+    assert o.focal_alpha.dtype == np.float64 and o.focal_alpha.tolist() == [0.1, 0.9]
+    assert o.class_weights.tolist() == [1.0, 2.0]
+    assert raw.focal_alpha == [0.1, 0.9]  # the raw object is untouched
+
+
+def test_per_class_alpha_takes_the_general_multiclass_path() -> None:
+    """The fused logits kernel takes scalar options only: a per-class alpha is scored by the
+    numpy path, and equals the per-class weighting of the plain loss there."""
+    rng = np.random.default_rng(8)
+    z = rng.normal(size=(40, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    alpha = np.array([0.5, 1.0, 2.0])
+    r = xc.score(z, y, input_type="logits", focal_alpha=alpha)
+    plain = xc.score(z, y, input_type="logits")
+    assert r.item_loss is not None and plain.item_loss is not None
+    np.testing.assert_allclose(r.item_loss, alpha[y] * plain.item_loss, rtol=1e-6)

@@ -1,9 +1,13 @@
 """Labels and class names, checked against the task and the predictions' shape.
 
-* binary: N targets in [0, 1] (booleans, or class names through ``class_names``);
+* binary: N targets in [0, 1] (booleans, or class names through ``class_names``), or
+  ``ignore_index`` (the item has no loss);
 * multiclass: N class indices in [0, K) (or ``ignore_index``; or class names), or N x K target
-  distributions whose rows sum to 1 within ``sum_tolerance``;
-* multilabel: N x K targets in [0, 1].
+  distributions whose rows sum to 1 within ``sum_tolerance`` (a row that does not is rejected,
+  where torch would take it as given: a loss of a "distribution" of mass 0.9 is not a
+  cross-entropy; no ``ignore_index``, as torch's probability targets);
+* multilabel: N x K targets in [0, 1], or ``ignore_index`` (that entry has no loss; an item
+  with no scored entry has none).
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ class Labels:
     ``kind`` is ``"sparse"`` (multiclass class indices in ``index``), ``"dense"`` (multiclass
     target distributions or multilabel targets in ``target``, shape (N, K)) or ``"binary"``
     (targets in [0, 1] in ``target``, shape (N,)). ``scored`` is None when every item has a loss,
-    else a boolean mask (False where the label equals ``ignore_index``; ``index`` is 0 there).
+    else a boolean mask (False where the label equals ``ignore_index``, or for multilabel where
+    every entry of the row does; ``index`` is 0 there, a binary ``target`` 0).
+    ``entries_scored`` (multilabel only) is None when every entry has a loss, else the (N, K)
+    mask of the entries that do (``target`` is 0 and the true set False where one does not).
     ``true_class`` is the single true class of every item (int64, -1 where ignored; binary:
     target >= 0.5; dense multiclass: the argmax of the target); for multilabel the boolean true
     set (N, K).
@@ -40,6 +47,7 @@ class Labels:
     target: F64 | None
     scored: Bool | None
     true_class: npt.NDArray[Any]
+    entries_scored: Bool | None = None
 
 
 def check_class_names(names: Any, task: Task, k: int) -> tuple[str, ...] | None:
@@ -139,26 +147,60 @@ def _target_values(arr: npt.NDArray[Any], field: str) -> F64:
     return out
 
 
-def _binary_labels(arr: npt.NDArray[Any], names: tuple[str, ...] | None) -> Labels:
+def _ignored_targets(arr: npt.NDArray[Any], ignore_index: int | None) -> Bool | None:
+    """Where numeric targets equal ``ignore_index`` (None when none does)."""
+    if ignore_index is None or arr.dtype.kind not in "biuf":
+        return None
+    ignored: Bool = arr == ignore_index
+    return ignored if ignored.any() else None
+
+
+def _binary_labels(
+    arr: npt.NDArray[Any], names: tuple[str, ...] | None, ignore_index: int | None
+) -> Labels:
     if arr.ndim != 1:
         raise InputError(
             ("labels",), f"binary labels must be 1-D (N,), got shape {list(arr.shape)}"
         )
     if arr.dtype.kind in "USO":
         target = _names_to_index(arr, names).astype(np.float64)
-    else:
+        return Labels("binary", None, target, None, (target >= 0.5).astype(np.int64))
+    ignored = _ignored_targets(arr, ignore_index)
+    if ignored is None:
         target = _target_values(arr, "labels")
-    return Labels("binary", None, target, None, (target >= 0.5).astype(np.int64))
+        return Labels("binary", None, target, None, (target >= 0.5).astype(np.int64))
+    target = _target_values(np.where(ignored, 0, arr), "labels")  # 0: any valid target
+    true_class = np.where(ignored, -1, target >= 0.5).astype(np.int64)
+    return Labels("binary", None, target, ~ignored, true_class)
 
 
-def _dense_labels(arr: npt.NDArray[Any], task: Task, n: int, k: int, tol: float) -> Labels:
+def _multilabel_labels(arr: npt.NDArray[Any], ignore_index: int | None) -> Labels:
+    ignored = _ignored_targets(arr, ignore_index)
+    if ignored is None:
+        target = _target_values(arr, "labels")
+        return Labels("dense", None, target, None, target >= 0.5)
+    target = _target_values(np.where(ignored, 0, arr), "labels")
+    entries = ~ignored
+    rows: Bool = np.any(entries, axis=1)
+    return Labels("dense", None, target, None if rows.all() else rows, target >= 0.5, entries)
+
+
+def _dense_labels(
+    arr: npt.NDArray[Any], task: Task, n: int, k: int, tol: float, ignore_index: int | None
+) -> Labels:
     if arr.ndim != 2 or arr.shape[1] != k:
         raise InputError(
             ("labels",), f"{task} targets must have shape [{n}, {k}], got {list(arr.shape)}"
         )
-    target = _target_values(arr, "labels")
     if task == "multilabel":
-        return Labels("dense", None, target, None, target >= 0.5)
+        return _multilabel_labels(arr, ignore_index)
+    if ignore_index is not None:
+        raise InputError(
+            ("ignore_index",),
+            "not for target distributions (as torch's probability targets): only for class "
+            "indices, binary and multilabel labels",
+        )
+    target = _target_values(arr, "labels")
     sums = target.sum(axis=1)
     bad = np.abs(sums - 1.0) > tol
     if bad.any():
@@ -184,10 +226,8 @@ def check_labels(
     if arr.ndim == 0 or arr.shape[0] != n:
         got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} labels"
         raise InputError(("labels",), f"expected {n} labels (one per prediction), got {got}")
-    if ignore_index is not None and not (task == "multiclass" and arr.ndim == 1):
-        raise InputError(("ignore_index",), "only for sparse multiclass labels (class indices)")
     if task == "multiclass" and arr.ndim == 1:
         return _sparse_labels(arr, k, ignore_index, names)
     if task == "binary":
-        return _binary_labels(arr, names)
-    return _dense_labels(arr, task, n, k, tol)
+        return _binary_labels(arr, names, ignore_index)
+    return _dense_labels(arr, task, n, k, tol, ignore_index)

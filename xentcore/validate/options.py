@@ -1,11 +1,15 @@
 """Scalar and vector options of a scoring call, and the flag rules.
 
-Bounds (closed unless marked open): ``label_smoothing``, ``focal_alpha``,
+Bounds (closed unless marked open): ``label_smoothing``, a scalar ``focal_alpha``,
 ``decision_threshold`` and ``sum_tolerance`` in [0, 1]; ``focal_gamma`` and a scalar
-``pos_weight`` >= 0; ``clip_eps`` in (0, 0.5). ``class_weights`` (multiclass only) has one
-entry per class, ``sample_weights`` one per item, a vector ``pos_weight`` (multilabel only) one
-per class; every entry finite and >= 0. Flag rules: ``min_confidence`` in [0, 1],
-``max_loss`` >= 0, ``misclassified`` a boolean.
+``pos_weight`` >= 0; ``clip_eps`` in (0, 0.5), or ``"dtype"``: the machine epsilon of the
+predictions' dtype as given (scikit-learn's ``log_loss``). Vectors, every entry finite and >= 0
+(a negative weight is rejected, never applied): ``class_weights`` one per class (binary: 2, the
+negative class then the positive), ``sample_weights`` one per item, a vector ``pos_weight``
+(multilabel only) one per class, a vector ``focal_alpha`` (multiclass and multilabel) one per
+class, each in [0, 1] for multilabel (alpha_t = alpha y + (1 - alpha)(1 - y) needs both
+factors >= 0). Flag rules: ``min_confidence`` in [0, 1], ``max_loss`` >= 0, ``misclassified``
+a boolean.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from xentcore.types import (
 from xentcore.validate.arrays import as_float, check_finite, first_true, fmt
 
 __all__ = [
+    "CLIP_EPS_DTYPE",
     "check_flag_rules",
+    "dtype_eps",
     "check_ignore_index",
     "check_input_type",
     "check_options",
@@ -64,8 +70,13 @@ def scalar(
     return v
 
 
-def _vector(value: Any, field: str, n: int, what: str) -> F64:
-    """``n`` finite numbers >= 0 (one per ``what``) as a contiguous float64 array."""
+#: ``clip_eps`` that follows the predictions' dtype (as given, before any widening).
+CLIP_EPS_DTYPE = "dtype"
+
+
+def _vector(value: Any, field: str, n: int, what: str, *, high: float | None = None) -> F64:
+    """``n`` finite numbers >= 0 (and <= ``high``), one per ``what``, as a contiguous float64
+    array."""
     arr = as_float(value, field)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise InputError(
@@ -76,7 +87,14 @@ def _vector(value: Any, field: str, n: int, what: str) -> F64:
     if (out < 0).any():
         i = first_true(out < 0)
         raise InputError((field, i), f"{fmt(out[i])} is negative, expected >= 0")
+    if high is not None and (out > high).any():
+        i = first_true(out > high)
+        raise InputError((field, i), f"{fmt(out[i])} is above the maximum <= {fmt(high)}")
     return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 def check_input_type(value: Any) -> InputType:
@@ -133,11 +151,57 @@ def _pos_weight(value: Any, task: Task, k: int) -> F64 | float | None:
             ("pos_weight",),
             "only for binary and multilabel tasks; use class_weights for multiclass",
         )
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+    if _is_number(value):
         return scalar(value, "pos_weight", low=0)
     if task == "binary":
         raise InputError(("pos_weight",), "expected a number for a binary task", kind="float_type")
     return _vector(value, "pos_weight", k, "class")
+
+
+def _class_weights(value: Any, task: Task, k: int) -> F64 | None:
+    """One weight per class: K for multiclass and multilabel (torch ``weight=``), 2 for binary
+    (the negative class, then the positive)."""
+    if value is None:
+        return None
+    if task == "binary":
+        return _vector(value, "class_weights", 2, "class: negative, then positive")
+    return _vector(value, "class_weights", k, "class")
+
+
+def _focal_alpha(value: Any, task: Task, k: int) -> F64 | float | None:
+    """A number in [0, 1], or (multiclass, multilabel) one alpha per class: >= 0 for multiclass
+    (Keras' per-class alpha, e.g. inverse class frequencies), in [0, 1] for multilabel."""
+    if value is None:
+        return None
+    if _is_number(value):
+        return scalar(value, "focal_alpha", low=0, high=1)
+    if task == "binary":
+        raise InputError(
+            ("focal_alpha",),
+            "expected a number for a binary task (alpha weighs the positive class, 1 - alpha "
+            "the negative); use class_weights for two weights",
+            kind="float_type",
+        )
+    return _vector(value, "focal_alpha", k, "class", high=1.0 if task == "multilabel" else None)
+
+
+def dtype_eps(dtype: np.dtype[Any] | None) -> float:
+    """The ``clip_eps`` of ``"dtype"``: np.finfo(dtype).eps of a float16, float32 or float64
+    ``dtype``, else (integers, wider floats, None) float64's, as scikit-learn's ``log_loss``
+    (which converts those to float64)."""
+    known = dtype is not None and dtype.kind == "f" and dtype.itemsize <= 8
+    return float(np.finfo(dtype if known else np.float64).eps)
+
+
+def _clip_eps(value: Any, dtype: np.dtype[Any] | None) -> float:
+    """``clip_eps`` in (0, 0.5), or ``"dtype"`` (see :func:`dtype_eps`)."""
+    if isinstance(value, str):
+        if value != CLIP_EPS_DTYPE:
+            raise InputError(
+                ("clip_eps",), f"expected a number or {CLIP_EPS_DTYPE!r}, got {value[:40]!r}"
+            )
+        return dtype_eps(dtype)
+    return scalar(value, "clip_eps", low=0, high=0.5, low_open=True, high_open=True)
 
 
 def check_options(
@@ -149,12 +213,15 @@ def check_options(
     sum_tolerance: float,
     ignore_index: int | None,
     class_names: tuple[str, ...] | None,
+    dtype: np.dtype[Any] | None = None,
 ) -> ScoreOptions:
     """Check the loss and confidence options of a batch of ``shape`` (N, K) and resolved
     ``task``; return the checked copy of ``options``.
 
     In the copy, weights are float64 arrays and scalars floats; the keyword arguments, checked
-    before (see ``check_batch``), take the place of their raw fields; ``renormalize`` is a bool.
+    before (see ``check_batch``), take the place of their raw fields; ``renormalize`` is a bool;
+    ``clip_eps`` is a float (``"dtype"`` resolved with ``dtype``, the predictions' dtype as the
+    caller gave them; None: float64).
     """
     n, k = shape
     confidence = options.confidence
@@ -164,27 +231,21 @@ def check_options(
             f"{confidence!r} is not one of {', '.join(CONFIDENCE_METHODS)}",
             kind="enum",
         )
-    cw, sw, alpha = options.class_weights, options.sample_weights, options.focal_alpha
-    if cw is not None and task != "multiclass":
-        raise InputError(
-            ("class_weights",), "only for multiclass; use pos_weight for binary and multilabel"
-        )
+    sw = options.sample_weights
     return ScoreOptions(
         task=task,
         input_type=input_type,
-        class_weights=None if cw is None else _vector(cw, "class_weights", k, "class"),
+        class_weights=_class_weights(options.class_weights, task, k),
         sample_weights=None if sw is None else _vector(sw, "sample_weights", n, "item"),
         pos_weight=_pos_weight(options.pos_weight, task, k),
         label_smoothing=scalar(options.label_smoothing, "label_smoothing", low=0, high=1),
         ignore_index=ignore_index,
         focal_gamma=scalar(options.focal_gamma, "focal_gamma", low=0),
-        focal_alpha=None if alpha is None else scalar(alpha, "focal_alpha", low=0, high=1),
+        focal_alpha=_focal_alpha(options.focal_alpha, task, k),
         confidence=confidence,
         decision_threshold=scalar(options.decision_threshold, "decision_threshold", low=0, high=1),
         renormalize=bool(options.renormalize),
         sum_tolerance=sum_tolerance,
-        clip_eps=scalar(
-            options.clip_eps, "clip_eps", low=0, high=0.5, low_open=True, high_open=True
-        ),
+        clip_eps=_clip_eps(options.clip_eps, dtype),
         class_names=class_names,
     )
