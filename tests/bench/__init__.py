@@ -1,0 +1,1 @@
+"""Tests of the scripts in bench/ (run by hand, never timed here)."""
