@@ -88,6 +88,6 @@ def test_without_wrk_and_root_it_stops_with_the_command(monkeypatch: pytest.Monk
     import bench.httpfloor
 
     monkeypatch.setattr(bench.httpfloor.shutil, "which", lambda name: None)
-    monkeypatch.setattr(bench.httpfloor.os, "geteuid", lambda: 1000)  # never root: nothing installed
+    monkeypatch.setattr(bench.httpfloor.os, "geteuid", lambda: 1000)  # not root: installs nothing
     with pytest.raises(SystemExit, match=r"apt-get install -y wrk"):
         bench.httpfloor.ensure_wrk()
