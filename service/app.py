@@ -29,6 +29,7 @@ from service.api import (
     scoring,
     sequences,
     streams,
+    summaries,
 )
 from service.errors import install_error_handlers
 from service.http import in_thread
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         calibration,
         sequences,
         streams,
+        summaries,
         feedback,
         policies,
         calibrators,

@@ -13,13 +13,18 @@ spawns the workers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
+import time
+import urllib.parse
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +54,13 @@ from xentcore.files import (
     open_table,
     score_file,
     score_table,
+)
+from xentcore.files.cluster import (
+    ClusterError,
+    connect,
+    local_workers,
+    score_arrays_on,
+    score_table_on,
 )
 from xentcore.types import CONFIDENCE_METHODS, INPUT_TYPES, TASKS
 
@@ -301,8 +313,61 @@ def _check_flags(args: argparse.Namespace, arrays: bool) -> None:
                 )
     if args.calibration and args.labels is None and args.labels_col is None:
         raise FileError("--calibration needs labels (--labels FILE or --labels-col NAME)")
-    if args.out is not None and format_of(str(args.out)) != "parquet":
+    if args.dask is not None:
+        if args.per_item is not None:
+            raise FileError(
+                "--per-item writes one .npz on this machine and is not available with --dask: "
+                "use --out DIR (Parquet part files written by the workers) and --flagged-out"
+            )
+    elif args.out is not None and format_of(str(args.out)) != "parquet":
         raise FileError(f"{args.out}: --out writes Parquet: name it FILE.parquet")
+    _check_record_flags(args)
+
+
+def _check_record_flags(args: argparse.Namespace) -> None:
+    """``--url``, ``--stream`` and the flags that go with them (raises FileError)."""
+    if (args.url is None) != (args.stream is None):
+        raise FileError("--url and --stream go together: the service, and the stream to record in")
+    if args.url is not None:
+        parts = urllib.parse.urlsplit(args.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise FileError(f"--url {args.url!r}: expected http://HOST:PORT or https://HOST")
+    from service.schemas.fields import STREAM_PATTERN  # the request models: only to record
+
+    if args.stream is not None and not re.fullmatch(STREAM_PATTERN, args.stream):
+        raise FileError(
+            f"--stream {args.stream!r}: a stream name is 1 to 128 of A-Z a-z 0-9 _ . : -"
+        )
+    if args.url is None:
+        given = [
+            flag
+            for flag, value in (
+                ("--api-key", args.api_key),
+                ("--api-key-file", args.api_key_file),
+                ("--idempotency-key", args.idempotency_key),
+            )
+            if value is not None
+        ]
+        if given:
+            raise FileError(f"{given[0]} is for recording the result: give --url and --stream")
+
+
+@contextmanager
+def _cluster(args: argparse.Namespace) -> Iterator[Any]:
+    """The Dask client of ``--dask`` (closed, and a local cluster stopped, at exit), or None."""
+    if args.dask is None:
+        yield None
+        return
+    with connect(args.dask) as client:
+        yield client
+
+
+def _cluster_line(args: argparse.Namespace, client: Any) -> list[str]:
+    """The report's line about the cluster (none without one)."""
+    if client is None:
+        return []
+    workers = len(client.nthreads())
+    return [f"cluster     Dask {args.dask} ({workers} worker{'s' * (workers != 1)})"]
 
 
 def _score_arrays(
@@ -319,26 +384,32 @@ def _score_arrays(
             if spec is not None:
                 opened.append(source := open_rows(spec, default_member=name))
                 extra[name] = source
-        bar = ProgressBar(predictions.n_rows) if show else None
-        result = score_file(
-            predictions,
-            extra["labels"],
-            sample_weights=extra["sample_weights"],
-            options=options,
-            chunk_rows=args.chunk_rows,
-            per_item=args.per_item,
-            out=args.out,
-            flagged_out=args.flagged_out,
-            calibration=args.calibration,
-            progress=bar.update if bar is not None else None,
-        )
-        if bar is not None:
-            bar.close(predictions.n_rows)
+        with _cluster(args) as client:
+            bar = ProgressBar(predictions.n_rows) if show else None
+            common: dict[str, Any] = {
+                "sample_weights": extra["sample_weights"],
+                "options": options,
+                "chunk_rows": args.chunk_rows,
+                "out": args.out,
+                "flagged_out": args.flagged_out,
+                "calibration": args.calibration,
+                "progress": bar.update if bar is not None else None,
+            }
+            if client is None:
+                result = score_file(predictions, extra["labels"], per_item=args.per_item, **common)
+            else:
+                specs = (args.predictions, args.labels, args.sample_weights)
+                result = score_arrays_on(
+                    client, predictions, extra["labels"], specs=specs, **common
+                )
+            if bar is not None:
+                bar.close(predictions.n_rows)
+            cluster = _cluster_line(args, client)
     finally:
         for source in opened:
             source.close()
     shape = " x ".join(f"{d:,}" for d in predictions.shape)
-    return result, [f"file        {predictions.name} ({shape} {predictions.dtype})"]
+    return result, [f"file        {predictions.name} ({shape} {predictions.dtype})", *cluster]
 
 
 def _score_table(
@@ -356,20 +427,23 @@ def _score_table(
     names = tuple(args.class_names) if args.class_names is not None else None
     selection = columns.select(source.schema, source.name, class_names=names)
     total = source.count_rows() if show else 0
-    bar = ProgressBar(total) if show else None
-    result = score_table(
-        source,
-        selection,
-        options=options,
-        chunk_rows=args.chunk_rows,
-        per_item=args.per_item,
-        out=args.out,
-        flagged_out=args.flagged_out,
-        calibration=args.calibration,
-        progress=bar.update if bar is not None else None,
-    )
-    if bar is not None:
-        bar.close(total)
+    with _cluster(args) as client:
+        bar = ProgressBar(total) if show else None
+        common: dict[str, Any] = {
+            "options": options,
+            "chunk_rows": args.chunk_rows,
+            "out": args.out,
+            "flagged_out": args.flagged_out,
+            "calibration": args.calibration,
+            "progress": bar.update if bar is not None else None,
+        }
+        if client is None:
+            result = score_table(source, selection, per_item=args.per_item, **common)
+        else:
+            result = score_table_on(client, source, selection, **common)
+        if bar is not None:
+            bar.close(total)
+        cluster = _cluster_line(args, client)
     used = [("predictions", ", ".join(selection.predictions))]
     used += [
         (role, name)
@@ -383,33 +457,137 @@ def _score_table(
     return result, [
         f"file        {source.name} ({source.describe()})",
         "columns     " + ", ".join(f"{role} {name}" for role, name in used),
+        *cluster,
     ]
 
 
 def score_files(args: argparse.Namespace) -> int:
-    """``xent score``: score a file in chunks; print the summary or the JSON; 2 on bad input."""
+    """``xent score``: score a file in chunks; print the summary or the JSON; 2 on bad input.
+
+    With ``--url`` and ``--stream``, the service is asked first (a wrong address or key stops
+    the command before anything is scored: 2) and the result's Summary is recorded after
+    (``recorded`` in the output; 1 when it could not be).
+    """
     fmt = canonical_format(args.format) if args.format else None
     arrays = False
-    try:
-        arrays = _is_array_input(args.predictions, fmt)
-        _check_flags(args, arrays)
-        options = _score_options(args)
-        show = args.progress or (args.progress is None and sys.stderr.isatty())
-        if arrays:
-            result, described = _score_arrays(args, options, show)
-        else:
-            result, described = _score_table(args, options, fmt, show)
-    except FileError as exc:
-        print(f"xent score: {exc}", file=sys.stderr)
-        return 2
-    except InputError as exc:
-        print(f"xent score: {_input_message(exc, args, arrays)}", file=sys.stderr)
-        return 2
+    with contextlib.ExitStack() as stack:
+        try:
+            arrays = _is_array_input(args.predictions, fmt)
+            _check_flags(args, arrays)
+            service = stack.enter_context(_service(args)) if args.url is not None else None
+            options = _score_options(args)
+            show = args.progress or (args.progress is None and sys.stderr.isatty())
+            if arrays:
+                result, described = _score_arrays(args, options, show)
+            else:
+                result, described = _score_table(args, options, fmt, show)
+        except FileError as exc:
+            print(f"xent score: {exc}", file=sys.stderr)
+            return 2
+        except InputError as exc:
+            print(f"xent score: {_input_message(exc, args, arrays)}", file=sys.stderr)
+            return 2
+        except ClusterError as exc:
+            print(f"xent score: {exc}", file=sys.stderr)
+            return exc.status
+        problem = None if service is None else _record(service, args, result)
+    recorded = None if service is None else problem is None
     if args.json:
-        print(json.dumps(result.as_json(max_indices=args.max_flagged)))
+        out = result.as_json(max_indices=args.max_flagged)
+        if recorded is not None:
+            out["recorded"] = recorded
+        print(json.dumps(out))
     else:
         print(_summary(result, described))
+        if recorded is not None:
+            print(_recorded_line(args, result, problem))
+    if problem is not None:
+        print(f"xent score: not recorded in stream {args.stream!r}: {problem}", file=sys.stderr)
+        return 1
     return 0
+
+
+# -- recording the result in a running service (--url, --stream) -------------------------
+
+#: Attempts to record a result, and the seconds waited before each retry.
+_RECORD_WAITS = (1.0, 2.0)
+#: Statuses retried (with the same Idempotency-Key): the service or its store is busy.
+_RETRIED = frozenset({502, 503, 504})
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """``--api-key``, or the first line of ``--api-key-file``."""
+    if args.api_key_file is None:
+        return str(args.api_key) if args.api_key is not None else None
+    try:
+        lines = Path(args.api_key_file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FileError(f"--api-key-file {args.api_key_file}: cannot read it: {exc}") from None
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise FileError(f"--api-key-file {args.api_key_file}: holds no key on its first line")
+    return key
+
+
+def _problem(exc: Exception) -> str:
+    """What went wrong talking to the service, in one line."""
+    status = getattr(exc, "status_code", None)
+    if status == 401:
+        return "HTTP 401: the service wants a valid API key (--api-key-file FILE)"
+    if status is not None:
+        return str(exc)
+    return f"cannot reach it: {exc or type(exc).__name__}"
+
+
+@contextmanager
+def _service(args: argparse.Namespace) -> Iterator[Any]:
+    """A client of the service at ``--url``, checked before anything is scored: it answers
+    ``GET /v1/streams`` with this key (FileError, naming the address, otherwise)."""
+    import httpx  # the client's modules: only when a result is to be recorded
+
+    from service.client import Client, XentError
+
+    client = Client(args.url, api_key=_api_key(args), timeout=60.0)
+    try:
+        try:
+            client.streams()
+        except (httpx.HTTPError, XentError) as exc:
+            raise FileError(f"--url {args.url}: {_problem(exc)}; nothing was scored") from None
+        yield client
+    finally:
+        client.close()
+
+
+def _record(client: Any, args: argparse.Namespace, result: OfflineResult) -> str | None:
+    """Record the result's Summary in ``--stream`` (``POST /v1/streams/{stream}/summaries``),
+    retried on a busy service with the same ``Idempotency-Key``; None when recorded, else
+    what went wrong."""
+    import httpx
+
+    from service.client import XentError
+
+    assert result.summary is not None
+    key = args.idempotency_key or f"xent-score-{uuid.uuid4().hex}"
+    problem = ""
+    for wait in (*_RECORD_WAITS, None):
+        try:
+            client.record_summary(args.stream, result.summary, idempotency_key=key)
+            return None
+        except (httpx.HTTPError, XentError) as exc:
+            problem = _problem(exc)
+            retry = getattr(exc, "status_code", None) in _RETRIED or isinstance(
+                exc, httpx.TransportError
+            )
+            if not retry or wait is None:
+                break
+            time.sleep(wait)
+    return problem
+
+
+def _recorded_line(args: argparse.Namespace, result: OfflineResult, problem: str | None) -> str:
+    if problem is not None:
+        return f"recorded    no: {problem}"
+    return f"recorded    stream {args.stream} at {args.url} ({result.n_items:,} items, one batch)"
 
 
 def _input_message(exc: InputError, args: argparse.Namespace, arrays: bool) -> str:
@@ -613,6 +791,57 @@ def _add_score_output(run: argparse.ArgumentParser) -> None:
     )
 
 
+def _dask_address(text: str) -> str:
+    """``--dask``: ``local:N`` (N checked here) or a scheduler's address."""
+    try:
+        local_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _add_score_cluster(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("cluster (pip install 'xentcore[dask]')")
+    group.add_argument(
+        "--dask",
+        type=_dask_address,
+        metavar="ADDRESS",
+        help="score the input's pieces (Parquet row groups, files, runs of array rows) as "
+        "tasks of a Dask cluster and merge them: a scheduler's address (tcp://10.0.0.5:8786), "
+        "or local:N for a local cluster of N worker processes started and stopped here. The "
+        "workers read the input themselves (they must see its path or URI); --out is then a "
+        "directory of Parquet part files; --per-item is not available",
+    )
+
+
+def _add_score_record(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("record the result in a running service")
+    group.add_argument(
+        "--url",
+        metavar="URL",
+        help="the service (http://host:8000): the result's Summary is recorded there as one "
+        "batch of --stream (POST /v1/streams/{stream}/summaries), so that it counts in the "
+        "stream's figures and dashboard; the service is asked before scoring starts",
+    )
+    group.add_argument("--stream", metavar="NAME", help="the stream to record the result in")
+    keys = group.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="FILE",
+        help="a file whose first line is the API key (one of the service's XENT_API_KEYS)",
+    )
+    keys.add_argument(
+        "--api-key", metavar="KEY", help="the API key (visible to other users in ps: prefer a file)"
+    )
+    group.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="record the result at most once under this key (e.g. the job's run id; default: "
+        "a new key per run, kept across its retries)",
+    )
+
+
 def _add_score(commands: Any) -> None:
     run = commands.add_parser(
         "score",
@@ -630,6 +859,8 @@ def _add_score(commands: Any) -> None:
     _add_score_input(run)
     _add_score_options(run)
     _add_score_output(run)
+    _add_score_cluster(run)
+    _add_score_record(run)
     run.set_defaults(handler=score_files)
 
 

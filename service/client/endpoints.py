@@ -37,8 +37,10 @@ from service.schemas import (
     ScoreResponse,
     SequencesResponse,
     StreamsResponse,
+    SummaryRecorded,
     SummaryResponse,
 )
+from xentcore.state import Summary
 
 __all__ = [
     "Request",
@@ -50,6 +52,7 @@ __all__ = [
     "items",
     "label",
     "loss",
+    "record_summary",
     "score",
     "score_sequences",
 ]
@@ -264,6 +267,28 @@ def label(
     are lists or arrays (numpy, pandas) of the same length."""
     body = encode_parts({"ids": ids, "labels": labels}, None)  # always JSON
     return _request(client, _stream_path(stream, "labels"), LabelsResponse, body)
+
+
+def record_summary(
+    client: Target,
+    /,
+    stream: str,
+    summary: Summary | Mapping[str, Any],
+    *,
+    idempotency_key: str | None = None,
+) -> Request[SummaryRecorded]:
+    """``POST /v1/streams/{stream}/summaries``: record a set scored elsewhere (a file, a
+    Spark or Dask job) as one batch of ``stream``, from its :class:`xentcore.Summary` (or
+    ``Summary.to_dict()``): the stream's figures and dashboard then count its items.
+
+    With an ``idempotency_key`` already recorded for the stream, nothing is written again and
+    the answer says ``duplicate=True``. A summary the server refuses raises
+    :class:`XentError` 422 naming the field; a store that is down, 503 (retry with the same
+    key)."""
+    state = summary.to_dict() if isinstance(summary, Summary) else dict(summary)
+    body = encode_parts(state, None)  # always JSON
+    path = _stream_path(stream, "summaries")
+    return _request(client, path, SummaryRecorded, body, idempotency_key)
 
 
 def _when(value: str | datetime) -> str:

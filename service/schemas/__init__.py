@@ -3,7 +3,8 @@
 - ``fields``: constrained scalars and ``STREAM_PATTERN``, the one stream-name pattern;
 - ``tensors``: array fields, ``TensorRef`` and the discriminated unions (``UNION_TAGS``);
 - ``requests``: the request models (strict: ``extra="forbid"``, no coercion, no NaN);
-- ``responses``: the response models.
+- ``responses``: the response models;
+- ``summaries``: the body and answer of ``POST /v1/streams/{stream}/summaries``.
 
 The literals (task, input type, confidence method, reason) and the default ``clip_eps`` come
 from ``xentcore.types``. Every public name is importable from ``service.schemas``.
@@ -60,6 +61,7 @@ from service.schemas.responses import (
     SummaryResponse,
     ValidationErrorResponse,
 )
+from service.schemas.summaries import SummaryRecorded, SummaryState
 from service.schemas.tensors import TENSOR_DTYPES, UNION_TAGS, TensorDatatype, TensorRef
 
 __all__ = [
@@ -108,7 +110,9 @@ __all__ = [
     "RiskPoint",
     "SequencesResponse",
     "StreamsResponse",
+    "SummaryRecorded",
     "SummaryResponse",
+    "SummaryState",
     "StreamName",
     "TensorDatatype",
     "TensorRef",

@@ -21,7 +21,10 @@ they are identical whatever the chunk size; the sums differ from one in-memory p
 float rounding. Invalid input raises :class:`~xentcore.InputError` whose location carries the
 global row index (``("predictions", 1234, 5)``) for arrays, and :class:`RowError` (the file, the
 global row, the column) for tables. Per-item columns and flagged indices are written by
-:mod:`~xentcore.files.outputs`, all renamed into place when the run has succeeded.
+:mod:`~xentcore.files.outputs`, all renamed into place when the run has succeeded. The same
+pieces can be scored as the tasks of a Dask cluster and merged in row order
+(:mod:`~xentcore.files.cluster`, ``xent score --dask``; Dask is the optional extra
+``xentcore[dask]``, imported only there).
 
 >>> import numpy as np, pathlib, tempfile
 >>> with tempfile.TemporaryDirectory() as tmp:

@@ -113,10 +113,14 @@ class TableSource:
         files = f", {n} file{'s' * (n != 1)}" if self.is_dir else ""
         return f"{FORMAT_NAMES[self.format]}{files}"
 
-    def _fragment(self, path: str) -> Any:
+    def _fragment_map(self) -> dict[str, Any]:
+        """The dataset's fragments by path (listed once)."""
         if not self._fragments:
             self._fragments = {f.path: f for f in self.dataset.get_fragments()}
-        return self._fragments[path]
+        return self._fragments
+
+    def _fragment(self, path: str) -> Any:
+        return self._fragment_map()[path]
 
     def pieces(self) -> list[Piece]:
         """The table's pieces in row order: Parquet row groups (with their row counts; reading
@@ -254,9 +258,15 @@ class TableSource:
         return pa.RecordBatch.from_arrays(arrays, names=columns)
 
     def _file_columns(self) -> list[str]:
-        """The columns stored in the files (the partition fields of a directory left out)."""
-        partitioning = self.dataset.partitioning if self.is_dir else None
-        parts = set(partitioning.schema.names) if partitioning is not None else set()
+        """The columns stored in the files (the partition fields of a directory left out).
+
+        The partition fields are the keys of the files' partition expressions: a directory
+        without partitions has a ``partitioning`` whose schema lists every column, and an
+        unpickled dataset (a Dask worker's) has none at all."""
+        parts: set[str] = set()
+        if self.is_dir:
+            for fragment in self._fragment_map().values():
+                parts.update(ds.get_partition_keys(fragment.partition_expression))
         return [n for n in self.schema.names if n not in parts]
 
     def _read_schema(self, numeric: Collection[str]) -> Any:
