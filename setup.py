@@ -39,6 +39,7 @@ setup(
                 "xentcore/_fused.c",
                 "xentcore/_fused_v3.c",
                 "xentcore/_fused_v4.c",
+                "xentcore/_fused_small.c",
             ],
             depends=["xentcore/_fused.h", "xentcore/_fused_body.h"],
             optional=True,

@@ -25,6 +25,9 @@ scikit-learn are optional: a missing one is reported and its columns are left em
 script exits 0. Output: a Markdown table, then the CPU model (from /proc/cpuinfo), the
 instruction set the fused kernel runs, the library versions and the command line.
 
+Small batches (1 item, 32 x 10), where the fixed cost of a call is what counts, have their own
+script: ``bench/small.py``.
+
 Run from the repository root::
 
     python bench/core.py                   # full run (a few minutes)

@@ -61,4 +61,32 @@ void xc_rows_v3(const XcLogits *a, int is_f32);
 void xc_rows_v4(const XcLogits *a, int is_f32);
 #endif
 
+/* The small-batch fast path (xentcore/_fused_small.c; xentcore/fastpath.py): the checks of
+ * the contract as one yes / no each, the probability gather, and the finishing pass. Plain
+ * C, built everywhere. */
+int xc_all_finite(const void *x, int f32, int64_t count);
+int xc_labels_in_range(const int64_t *labels, int64_t n, int64_t k);
+int xc_probability_rows(const void *x, int f32, int64_t n, int64_t k, double tol);
+int64_t xc_gather_rows(const void *x, int f32, int64_t n, int64_t k, const int64_t *labels,
+                       double eps, int64_t *predicted, double *top, double *given,
+                       double *clipped);
+double xc_pairwise_sum(const double *a, int64_t n);
+
+/* The flag masks of xentcore/flags.py (apply_rules) and the correctness of each prediction;
+ * a rule that is off is NaN (min_confidence, max_loss) or 0 (misclassified). */
+typedef struct {
+    int64_t n;
+    const double *confidence; /* n */
+    const double *loss;       /* n, or NULL: no labels */
+    const int64_t *predicted; /* n */
+    const int64_t *labels;    /* n, or NULL */
+    double min_confidence, max_loss;
+    int misclassified;
+    uint8_t *correct; /* n each (numpy bool); correct written only with labels */
+    uint8_t *low, *high, *mis, *risk, *flagged;
+} XcFinish;
+
+/* Write the masks; return numpy's pairwise sum of the loss (0 without labels). */
+double xc_finish_rows(const XcFinish *f);
+
 #endif

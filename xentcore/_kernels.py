@@ -14,6 +14,11 @@ The extension also holds the fused softmax cross-entropy of logits rows
 probability, the confidence and the argmax, optionally split over threads by rows. Its numpy
 counterpart is ``xentcore.multiclass._logits_sparse``; the two agree within the contract's
 1e-6 relative (tests/xentcore/test_kernels.py; the kernel's own accuracy: test_fused.py).
+
+The small-batch fast path (``xentcore/fastpath.py``) calls the extension's ``small_logits``,
+``small_probabilities``, ``finish_rows`` and ``small_check`` (``xentcore/_fused_small.c``)
+itself, through ``_rowops`` as this module holds it (None: the fast path stands aside); its
+numpy counterpart is the general path.
 """
 
 from __future__ import annotations

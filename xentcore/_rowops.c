@@ -406,12 +406,352 @@ done:
 }
 #endif
 
+/* ---------------------------------------------------------------------------------------- */
+/* The small-batch fast path (xentcore/fastpath.py): one call checks and scores a batch.      */
+
+/* The buffer of `obj` as a writable C-contiguous (rows, n) array of `itemsize`-byte items of
+ * struct format `format` ("d": float64, "?": numpy's bool). */
+static int get_block(PyObject *obj, Py_buffer *view, Py_ssize_t rows, Py_ssize_t n,
+                     Py_ssize_t itemsize, const char *format, const char *name) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) <
+        0) {
+        return -1;
+    }
+    const char *fmt = view->format ? view->format : "B";
+    if (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') {
+        fmt++;
+    }
+    if (strcmp(fmt, format) != 0 || view->itemsize != itemsize || view->ndim != 2 ||
+        view->shape[0] != rows || view->shape[1] != n) {
+        PyErr_Format(PyExc_ValueError, "%s: expected a C-contiguous (%zd, %zd) array of '%s'",
+                     name, rows, n, format);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* A float argument (NaN: a rule that is off). */
+static int get_double(PyObject *obj, double *out) {
+    *out = PyFloat_AsDouble(obj);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The buffers every entry point of the fast path takes: x, labels or None, predicted,
+ * values and (finish) masks. */
+typedef struct {
+    Py_buffer views[5];
+    int held;
+    Py_ssize_t n, k;
+    int f32;
+    const void *x;
+    const int64_t *labels;
+    int64_t *predicted;
+    double *values;
+    uint8_t *masks;
+} SmallArgs;
+
+static void small_release(SmallArgs *s) {
+    while (s->held > 0) {
+        PyBuffer_Release(&s->views[--s->held]);
+    }
+}
+
+/* x (or, without x, predicted fixes N), predicted (N), labels, values (3, N), masks (6, N). */
+static int small_get(SmallArgs *s, PyObject *x_obj, PyObject *labels_obj, PyObject *pred_obj,
+                     PyObject *values_obj, PyObject *masks_obj) {
+    memset(s, 0, sizeof *s);
+    if (x_obj != NULL) {
+        if (get_float_matrix(x_obj, &s->views[s->held]) < 0) {
+            return -1;
+        }
+        Py_buffer *x = &s->views[s->held++];
+        s->n = x->shape[0];
+        s->k = x->shape[1];
+        s->f32 = type_code(x) == 'f';
+        s->x = x->buf;
+    }
+    if (get_array(pred_obj, &s->views[s->held], 1, 8, "lq", 1, "predicted") < 0) {
+        return -1;
+    }
+    Py_buffer *pred = &s->views[s->held++];
+    if (x_obj == NULL) {
+        s->n = pred->shape[0];
+    } else if (pred->shape[0] != s->n) {
+        PyErr_Format(PyExc_ValueError, "predicted: expected %zd entries", s->n);
+        return -1;
+    }
+    s->predicted = (int64_t *)pred->buf;
+    if (labels_obj != Py_None) {
+        if (get_array(labels_obj, &s->views[s->held], 1, 8, "lq", 0, "labels") < 0) {
+            return -1;
+        }
+        Py_buffer *v = &s->views[s->held++];
+        if (v->shape[0] != s->n) {
+            PyErr_Format(PyExc_ValueError, "labels: expected %zd entries", s->n);
+            return -1;
+        }
+        s->labels = (const int64_t *)v->buf;
+    }
+    if (get_block(values_obj, &s->views[s->held], 3, s->n, 8, "d", "values") < 0) {
+        return -1;
+    }
+    s->values = (double *)s->views[s->held++].buf;
+    if (masks_obj != NULL) {
+        if (get_block(masks_obj, &s->views[s->held], 6, s->n, 1, "?", "masks") < 0) {
+            return -1;
+        }
+        s->masks = (uint8_t *)s->views[s->held++].buf;
+    }
+    return 0;
+}
+
+/* Batches of fewer values keep the GIL: a release costs little, but taking the GIL back
+ * from a thread that took it meanwhile may wait a whole switch interval (5 ms). */
+#define SMALL_NOGIL_VALUES 16384
+
+/* The masks and the loss sum of rows whose values are written (see finish_rows). */
+static double small_finish(const SmallArgs *s, int method, double min_confidence,
+                           double max_loss, int misclassified) {
+    const Py_ssize_t n = s->n;
+    XcFinish f;
+    f.n = n;
+    f.confidence = s->values + (method == 0 ? 0 : n);
+    f.loss = s->labels != NULL ? s->values + 2 * n : NULL;
+    f.predicted = s->predicted;
+    f.labels = s->labels;
+    f.min_confidence = min_confidence;
+    f.max_loss = max_loss;
+    f.misclassified = misclassified;
+    f.correct = s->masks;
+    f.low = s->masks + n;
+    f.high = s->masks + 2 * n;
+    f.mis = s->masks + 3 * n;
+    f.risk = s->masks + 4 * n;
+    f.flagged = s->masks + 5 * n;
+    return xc_finish_rows(&f);
+}
+
+static int method_ok(int method, const SmallArgs *s) {
+    if (method < 0 || method > 3 || (method == 3 && s->labels == NULL)) {
+        PyErr_Format(PyExc_ValueError, "method: expected 0-3 (3 with labels), got %d", method);
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(finish_rows_doc,
+             "finish_rows(values, predicted, labels, method, min_confidence, max_loss,\n"
+             "            misclassified, masks)\n"
+             "--\n\n"
+             "The flag masks and loss sum of scored rows. `values` (float64, (3, N)): the top\n"
+             "probability, the confidence (read when `method` is not 0, max_probability) and\n"
+             "the loss (read with `labels`, int64 (N,) or None); `predicted` (int64, N).\n"
+             "Writes into `masks` (bool, (6, N)) the rows correct (with labels), low\n"
+             "confidence, high loss, misclassified, risk (all False) and flagged, for the rules\n"
+             "`min_confidence`, `max_loss` (NaN: off) and `misclassified` (0 / 1). Returns the\n"
+             "loss sum, numpy's pairwise float64 sum to the bit (0.0 without labels).");
+
+static PyObject *finish_rows(PyObject *Py_UNUSED(self), PyObject *const *args,
+                             Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "finish_rows: expected 8 arguments");
+        return NULL;
+    }
+    double min_confidence, max_loss;
+    int method = (int)PyLong_AsLong(args[3]);
+    int misclassified = (int)PyLong_AsLong(args[6]);
+    if (PyErr_Occurred() || get_double(args[4], &min_confidence) < 0 ||
+        get_double(args[5], &max_loss) < 0) {
+        return NULL;
+    }
+    SmallArgs s;
+    double total = 0.0;
+    if (small_get(&s, NULL, args[2], args[1], args[0], args[7]) == 0 && method_ok(method, &s)) {
+        total = small_finish(&s, method, min_confidence, max_loss, misclassified);
+    }
+    small_release(&s);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyFloat_FromDouble(total);
+}
+
+PyDoc_STRVAR(small_probabilities_doc,
+             "small_probabilities(x, labels, tol, eps, predicted, values)\n"
+             "--\n\n"
+             "Check a C-contiguous (N, K) float32 / float64 array `x` of probability rows\n"
+             "(every value in [0, 1], every row sum within 1 +- `tol` by a margin of 2 K\n"
+             "machine epsilons) and `labels` (int64 (N,) in [0, K), or None); None when a\n"
+             "check fails. Else write each row's argmax into `predicted` (int64, N) and its\n"
+             "maximum into values[0]; with labels p_y into values[1] and p_y clipped to\n"
+             "[eps, 1 - eps] (float32 bounds for float32 input, as np.clip) into values[2];\n"
+             "return how many were clipped (0 without labels).");
+
+static PyObject *small_probabilities(PyObject *Py_UNUSED(self), PyObject *const *args,
+                                     Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "small_probabilities: expected 6 arguments");
+        return NULL;
+    }
+    double tol, eps;
+    if (get_double(args[2], &tol) < 0 || get_double(args[3], &eps) < 0) {
+        return NULL;
+    }
+    SmallArgs s;
+    int ok = 0;
+    int64_t n_clipped = 0;
+    if (small_get(&s, args[0], args[1], args[4], args[5], NULL) == 0) {
+        const Py_ssize_t n = s.n;
+        PyThreadState *saved = n * s.k >= SMALL_NOGIL_VALUES ? PyEval_SaveThread() : NULL;
+        ok = xc_probability_rows(s.x, s.f32, n, s.k, tol) &&
+             (s.labels == NULL || xc_labels_in_range(s.labels, n, s.k));
+        if (ok) {
+            n_clipped = xc_gather_rows(s.x, s.f32, n, s.k, s.labels, eps, s.predicted,
+                                       s.values, s.values + n, s.values + 2 * n);
+        }
+        if (saved != NULL) {
+            PyEval_RestoreThread(saved);
+        }
+    }
+    small_release(&s);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!ok) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLongLong((long long)n_clipped);
+}
+
+PyDoc_STRVAR(small_check_doc,
+             "small_check(x, labels, tol)\n"
+             "--\n\n"
+             "Whether a C-contiguous (N, K) float32 / float64 array `x` and `labels` (int64\n"
+             "(N,) in [0, K), or None) meet the rules small_logits (`tol` < 0: every value\n"
+             "finite) or small_probabilities (`tol` >= 0: probability rows) check.");
+
+static PyObject *small_check(PyObject *Py_UNUSED(self), PyObject *const *args,
+                             Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "small_check: expected 3 arguments");
+        return NULL;
+    }
+    double tol;
+    if (get_double(args[2], &tol) < 0) {
+        return NULL;
+    }
+    Py_buffer views[2];
+    int held = 0, ok = 0;
+    if (get_float_matrix(args[0], &views[held]) < 0) {
+        return NULL;
+    }
+    Py_buffer *x = &views[held++];
+    Py_ssize_t n = x->shape[0], k = x->shape[1];
+    int f32 = type_code(x) == 'f';
+    const int64_t *labels = NULL;
+    if (args[1] != Py_None) {
+        if (get_array(args[1], &views[held], 1, 8, "lq", 0, "labels") < 0) {
+            goto done;
+        }
+        labels = (const int64_t *)views[held++].buf;
+        if (views[held - 1].shape[0] != n) {
+            PyErr_Format(PyExc_ValueError, "labels: expected %zd entries", n);
+            goto done;
+        }
+    }
+    PyThreadState *saved = n * k >= SMALL_NOGIL_VALUES ? PyEval_SaveThread() : NULL;
+    ok = (tol < 0 ? xc_all_finite(x->buf, f32, (int64_t)n * k)
+                  : xc_probability_rows(x->buf, f32, n, k, tol)) &&
+         (labels == NULL || xc_labels_in_range(labels, n, k));
+    if (saved != NULL) {
+        PyEval_RestoreThread(saved);
+    }
+done:
+    while (held > 0) {
+        PyBuffer_Release(&views[--held]);
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyBool_FromLong(ok);
+}
+
+#if XC_FUSED
+PyDoc_STRVAR(small_logits_doc,
+             "small_logits(x, labels, method, min_confidence, max_loss, misclassified,\n"
+             "             predicted, values, masks)\n"
+             "--\n\n"
+             "Check and score a C-contiguous (N, K) float32 / float64 logits array `x` in one\n"
+             "call: None when a value is not finite or a label (int64 (N,), or None) is outside\n"
+             "[0, K). Else the fused kernel (logits_rows) writes the argmax into `predicted`\n"
+             "and the top probability, the confidence (`method` 1-3) and the loss (with\n"
+             "labels) into the rows of `values` (float64, (3, N)), then finish_rows writes the\n"
+             "masks; returns the loss sum (0.0 without labels). Releases the GIL.");
+
+static PyObject *small_logits(PyObject *Py_UNUSED(self), PyObject *const *args,
+                              Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "small_logits: expected 9 arguments");
+        return NULL;
+    }
+    double min_confidence, max_loss;
+    int method = (int)PyLong_AsLong(args[2]);
+    int misclassified = (int)PyLong_AsLong(args[5]);
+    if (PyErr_Occurred() || get_double(args[3], &min_confidence) < 0 ||
+        get_double(args[4], &max_loss) < 0) {
+        return NULL;
+    }
+    SmallArgs s;
+    int ok = 0;
+    double total = 0.0;
+    if (small_get(&s, args[0], args[1], args[6], args[7], args[8]) == 0 &&
+        method_ok(method, &s)) {
+        const Py_ssize_t n = s.n;
+        XcLogits a;
+        memset(&a, 0, sizeof a);
+        a.x = s.x;
+        a.n = n;
+        a.k = s.k;
+        a.labels = s.labels;
+        a.method = method;
+        a.predicted = s.predicted;
+        a.top = s.values;
+        a.confidence = method == XC_MAX_PROBABILITY ? NULL : s.values + n;
+        a.loss = s.labels != NULL ? s.values + 2 * n : NULL;
+        PyThreadState *saved = n * s.k >= SMALL_NOGIL_VALUES ? PyEval_SaveThread() : NULL;
+        ok = xc_all_finite(s.x, s.f32, (int64_t)n * s.k) &&
+             (s.labels == NULL || xc_labels_in_range(s.labels, n, s.k));
+        if (ok) {
+            xc_logits_rows(&a, s.f32, -1);
+            total = small_finish(&s, method, min_confidence, max_loss, misclassified);
+        }
+        if (saved != NULL) {
+            PyEval_RestoreThread(saved);
+        }
+    }
+    small_release(&s);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!ok) {
+        Py_RETURN_NONE;
+    }
+    return PyFloat_FromDouble(total);
+}
+#endif
+
 static PyMethodDef methods[] = {
     {"row_sums", row_sums, METH_VARARGS, row_sums_doc},
     {"argmax_max", argmax_max, METH_VARARGS, argmax_max_doc},
+    {"finish_rows", (PyCFunction)(void (*)(void))finish_rows, METH_FASTCALL, finish_rows_doc},
+    {"small_probabilities", (PyCFunction)(void (*)(void))small_probabilities, METH_FASTCALL,
+     small_probabilities_doc},
+    {"small_check", (PyCFunction)(void (*)(void))small_check, METH_FASTCALL, small_check_doc},
 #if XC_FUSED
     {"logits_rows", logits_rows, METH_VARARGS, logits_rows_doc},
     {"isa_level", isa_level, METH_NOARGS, isa_level_doc},
+    {"small_logits", (PyCFunction)(void (*)(void))small_logits, METH_FASTCALL, small_logits_doc},
 #endif
     {NULL, NULL, 0, NULL},
 };

@@ -1,6 +1,6 @@
-# Stub of the C extension built from _rowops.c and _fused*.c (see xentcore/_kernels.py for the
-# wrappers). logits_rows and isa_level exist where the compiler has GCC / Clang vector
-# extensions (everywhere but MSVC).
+# Stub of the C extension built from _rowops.c and _fused*.c (see xentcore/_kernels.py and
+# xentcore/fastpath.py for the wrappers). logits_rows, small_logits and isa_level exist where the
+# compiler has GCC / Clang vector extensions (everywhere but MSVC).
 from typing import Any
 
 import numpy as np
@@ -27,3 +27,35 @@ def logits_rows(
     level: int = -1,
 ) -> None: ...
 def isa_level() -> int: ...
+def finish_rows(
+    values: npt.NDArray[np.float64],
+    predicted: npt.NDArray[np.int64],
+    labels: npt.NDArray[np.int64] | None,
+    method: int,
+    min_confidence: float,
+    max_loss: float,
+    misclassified: int,
+    masks: npt.NDArray[np.bool_],
+) -> float: ...
+def small_probabilities(
+    x: npt.NDArray[np.floating[Any]],
+    labels: npt.NDArray[np.int64] | None,
+    tol: float,
+    eps: float,
+    predicted: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+) -> int | None: ...
+def small_logits(
+    x: npt.NDArray[np.floating[Any]],
+    labels: npt.NDArray[np.int64] | None,
+    method: int,
+    min_confidence: float,
+    max_loss: float,
+    misclassified: int,
+    predicted: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+    masks: npt.NDArray[np.bool_],
+) -> float | None: ...
+def small_check(
+    x: npt.NDArray[np.floating[Any]], labels: npt.NDArray[np.int64] | None, tol: float
+) -> bool: ...
