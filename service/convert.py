@@ -17,12 +17,13 @@ from service.schemas import BatchRequest, FlagRules, SequencesRequest
 from service.settings import Settings
 from xentcore import InputError, SequenceResult, score_sequences
 from xentcore.calibrators import CALIBRATOR_TASKS, calibrated_logits
+from xentcore.fastpath import check_batch
 from xentcore.feedback import audit_mask
 from xentcore.score import ScoreResult, score_batch
 from xentcore.sequences import openai_logprobs
 from xentcore.types import FlagRules as CoreFlagRules
 from xentcore.types import ScoreOptions
-from xentcore.validate import Batch, check_batch, check_flag_rules, check_ids
+from xentcore.validate import Batch, check_flag_rules, check_ids
 
 __all__ = [
     "audit_of",
