@@ -177,6 +177,9 @@ def keep_batch(batch: Batch, result: ScoreResult, audit: Bool, max_classes: int)
     labeled = np.zeros(n, dtype=bool)
     if result.true_class is not None:
         labeled = np.ones(n, dtype=bool) if result.scored is None else result.scored.copy()
+    entries = None if batch.labels is None else batch.labels.entries_scored
+    if entries is not None:  # a kept label set cannot hold an unknown entry: kept unlabelled
+        labeled &= entries.all(axis=1)
     if batch.task == "binary":
         kind = _binary(batch, result, labeled)
     elif batch.task == "multilabel":

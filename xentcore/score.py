@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -218,6 +219,7 @@ def _row_stats(b: Batch, threads: int) -> RowStats:
         b.options,
         target=None if lab is None else lab.target,
         truth=None if lab is None else lab.true_class,
+        entries_scored=None if lab is None else lab.entries_scored,
     )
 
 
@@ -236,6 +238,8 @@ def _labelled(b: Batch, lab: Labels, st: RowStats, loss: F64) -> dict[str, Any]:
     total, mean, weight = _reduce(loss, scored, o.sample_weights, denominators)
     correct = st.predicted == lab.true_class
     if b.task == "multilabel":
+        if lab.entries_scored is not None:  # an ignored entry never makes an item wrong
+            correct |= ~lab.entries_scored
         correct = correct.all(axis=1)
     return {
         "item_loss": loss,
@@ -339,13 +343,13 @@ def score(
     label_smoothing: float = 0.0,
     ignore_index: int | None = None,
     focal_gamma: float = 0.0,
-    focal_alpha: float | None = None,
+    focal_alpha: float | Sequence[float] | None = None,
     confidence: str = "max_probability",
     flag: Any = None,
     decision_threshold: float = 0.5,
     renormalize: bool = False,
     sum_tolerance: float = 1e-4,
-    clip_eps: float = DEFAULT_EPS,
+    clip_eps: float | Literal["dtype"] = DEFAULT_EPS,
     class_names: Any = None,
     threads: int | None = None,
 ) -> ScoreResult:

@@ -149,7 +149,7 @@ def test_binary_probability_inputs_match_the_peer(name: str, input_type: str) ->
 
 
 # ---------------------------------------------------------------------------------------------
-# multilabel ignore_index: the kernel against torch (score_batch does not pass the entry mask yet)
+# multilabel ignore_index: the kernel, then the whole score, against torch
 
 
 @pytest.mark.parametrize("name", _cases(multilabel_ignore=True))
@@ -200,12 +200,44 @@ def test_multilabel_true_class_confidence_reads_scored_entries_only() -> None:
     assert np.isnan(st.confidence[1])
 
 
-def test_multilabel_ignore_index_waits_for_score_batch() -> None:
-    """Until score_batch passes the entry mask, a multilabel ignore_index is refused (never
-    scored as a 0 target)."""
-    with pytest.raises(xc.InputError) as err:
-        xc.score([[0.2, 0.7]], [[1, -100]], task="multilabel", ignore_index=-100)
-    assert err.value.location == ("ignore_index",)
+@pytest.mark.parametrize("name", _cases(multilabel_ignore=True))
+def test_multilabel_ignored_entries_match_torch(name: str) -> None:
+    case, x, y, item, mean, total = _load(name)
+    r = xc.score(x, y, task="multilabel", flag={}, **_opts(case))
+    assert r.item_loss is not None and r.loss_mean is not None and r.loss_sum is not None
+    scored = ~np.isnan(item)
+    assert np.array_equal(np.isnan(r.item_loss), ~scored)
+    np.testing.assert_allclose(r.item_loss[scored], item[scored], rtol=RTOL64, atol=ATOL)
+    np.testing.assert_allclose(r.loss_sum, total, rtol=RTOL64)
+    np.testing.assert_allclose(r.loss_mean, mean, rtol=RTOL64)
+    assert r.n_scored == int(scored.sum())
+
+
+def test_multilabel_ignored_entries_never_make_an_item_wrong() -> None:
+    p = np.array([[0.9, 0.2, 0.6], [0.3, 0.4, 0.8], [0.7, 0.7, 0.7]])
+    y = np.array([[1, 1, -1], [-1, -1, -1], [1, -1, 0]])
+    r = xc.score(p, y, task="multilabel", ignore_index=-1, flag={"misclassified": True})
+    assert r.n_scored == 2 and r.scored is not None and r.scored.tolist() == [True, False, True]
+    assert r.correct is not None and r.correct.tolist() == [False, True, False]
+    assert r.accuracy == 0.0  # item 0: class 1 predicted 0; item 2: class 2 predicted 1
+    assert r.reasons == [["misclassified"], [], ["misclassified"]]
+    r = xc.score(p[:1], [[1, 0, -1]], task="multilabel", ignore_index=-1)
+    assert r.accuracy == 1.0  # the ignored third entry (predicted 1) is not judged
+    assert r.item_loss is not None
+    assert r.item_loss[0] == pytest.approx(-(np.log(0.9) + np.log(0.8)) / 2, rel=1e-14)
+
+
+def test_multilabel_items_with_ignored_entries_are_kept_unlabelled() -> None:
+    from xentcore.keep import keep_batch
+    from xentcore.score import score_batch
+    from xentcore.validate import check_batch, check_flag_rules
+
+    p = np.array([[0.9, 0.2], [0.3, 0.4]])
+    y = np.array([[1, 0], [1, -1]])
+    b = check_batch(p, y, ScoreOptions(task="multilabel", ignore_index=-1))
+    r = score_batch(b, check_flag_rules({}))
+    kept = keep_batch(b, r, np.zeros(2, dtype=bool), max_classes=10)
+    assert kept.labeled.tolist() == [True, False]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,11 +85,6 @@ def check_batch(predictions: Any, labels: Any, options: ScoreOptions) -> Batch:
         if labels is None
         else check_labels(labels, task, (n, k), ignore_index=ignore_index, names=names, tol=tol)
     )
-    if task == "multilabel" and ignore_index is not None and labels is not None:
-        # the labels and the binary kernel take ignored entries (Labels.entries_scored), but
-        # score_batch does not pass the entry mask to binary.sweep nor to the correctness of
-        # an item yet: until it does, a multilabel ignore_index would be scored as a 0 target
-        raise InputError(("ignore_index",), "not yet for multilabel targets")
     checked = check_options(
         options,
         task,
