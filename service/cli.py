@@ -635,6 +635,16 @@ def _numbers(text: str) -> list[float]:
         ) from None
 
 
+def _eps(text: str) -> float | str:
+    """``--clip-eps``: a number, or ``dtype``."""
+    if text.strip() == "dtype":
+        return "dtype"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'dtype', got {text!r}") from None
+
+
 def _number_or_numbers(text: str) -> float | list[float]:
     """One number, or a comma-separated list of them (``--pos-weight`` of multilabel)."""
     numbers = _numbers(text)
@@ -702,7 +712,10 @@ def _add_score_options(run: argparse.ArgumentParser) -> None:
         help="K class names (binary: negative,positive): string labels, named predictions",
     )
     group.add_argument(
-        "--class-weights", type=_numbers, metavar="W1,W2,...", help="K class weights"
+        "--class-weights",
+        type=_numbers,
+        metavar="W1,W2,...",
+        help="class weights: K (binary: 2, negative then positive)",
     )
     group.add_argument(
         "--pos-weight",
@@ -712,10 +725,18 @@ def _add_score_options(run: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--label-smoothing", type=float, metavar="E", help="in [0, 1]")
     group.add_argument(
-        "--ignore-index", type=int, metavar="N", help="label value that marks unscored items"
+        "--ignore-index",
+        type=int,
+        metavar="N",
+        help="label value that marks unscored items (multilabel: entries)",
     )
     group.add_argument("--focal-gamma", type=float, metavar="G", help="focal loss gamma >= 0")
-    group.add_argument("--focal-alpha", type=float, metavar="A", help="focal loss alpha")
+    group.add_argument(
+        "--focal-alpha",
+        type=_number_or_numbers,
+        metavar="A[,A...]",
+        help="focal loss alpha: a number, or one per class (multiclass, multilabel)",
+    )
     group.add_argument("--confidence", choices=CONFIDENCE_METHODS, default="max_probability")
     group.add_argument(
         "--decision-threshold", type=float, metavar="T", help="binary/multilabel (default 0.5)"
@@ -725,7 +746,11 @@ def _add_score_options(run: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--sum-tolerance", type=float, metavar="TOL", help="default 1e-4")
     group.add_argument(
-        "--clip-eps", type=float, metavar="EPS", help="probability clip (default 2.2e-16)"
+        "--clip-eps",
+        type=_eps,
+        metavar="EPS|dtype",
+        help="probability clip (default 2.2e-16; 'dtype': the machine epsilon of the "
+        "predictions' dtype, as scikit-learn's log_loss)",
     )
     group.add_argument(
         "--flag-min-confidence",

@@ -298,3 +298,29 @@ def test_progress_bar() -> None:
     empty = io.StringIO()
     ProgressBar(0, stream=empty).close(0)
     assert "100.0% 0/0 rows" in empty.getvalue()
+
+
+def test_clip_eps_dtype_and_per_class_focal_alpha_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import numpy as np
+
+    from service.cli import main as cli_main
+
+    p = np.array([[1.0, 0.0], [0.3, 0.7]], dtype=np.float32)
+    y = np.array([1, 1])
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "y.npy", y)
+    base = [str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--json"]
+    assert cli_main(["score", *base, "--clip-eps", "dtype"]) == 0
+    dtype = json.loads(capsys.readouterr().out)
+    assert dtype["loss"]["sum"] == pytest.approx(
+        xc.score(p, y, clip_eps="dtype").loss_sum, rel=1e-12
+    )
+    assert dtype["loss"]["sum"] == pytest.approx(-np.log(np.finfo(np.float32).eps) - np.log(0.7))
+    assert cli_main(["score", *base, "--focal-gamma", "2", "--focal-alpha", "0.25,0.75"]) == 0
+    focal = json.loads(capsys.readouterr().out)
+    ref = xc.score(p, y, focal_gamma=2.0, focal_alpha=[0.25, 0.75])
+    assert focal["loss"]["sum"] == pytest.approx(ref.loss_sum, rel=1e-12)
