@@ -15,9 +15,10 @@ import warnings
 
 from hypothesis import HealthCheck, settings
 
-# tests/golden/make_golden.py imports torch, a generation-time tool only: never collect it
+# tests/golden/make_golden.py imports torch (make_peer_golden.py torch and keras): tools of
+# generation time only, never collected
 # (--doctest-modules would otherwise import every .py file under tests/).
-collect_ignore = ["golden/make_golden.py"]
+collect_ignore = ["golden/make_golden.py", "golden/make_peer_golden.py"]
 
 # When a property fails, hypothesis' pytest plugin imports its patch writer (libcst), whose import
 # emits a DeprecationWarning; under filterwarnings=error that becomes an INTERNALERROR hiding the
