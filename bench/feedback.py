@@ -42,7 +42,8 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 import xentcore as xc  # noqa: E402
-from bench.store import cpu_model, pair_ratio  # noqa: E402
+from bench.machine import cpu_model  # noqa: E402
+from bench.store import pair_ratio  # noqa: E402
 from service.recording import flagged_items, kept_batch  # noqa: E402
 from service.store.sql import SqlStore  # noqa: E402
 from tests.support.postgres import pg_unavailable, private_schema  # noqa: E402

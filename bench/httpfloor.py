@@ -71,6 +71,8 @@ from collections.abc import Iterator, Mapping, Sequence  # noqa: E402
 from contextlib import ExitStack, contextmanager  # noqa: E402
 from typing import Any  # noqa: E402
 
+from bench.machine import cpu_model  # noqa: E402
+
 #: the app ``--serve-empty`` hands to uvicorn in place of ``service.app:app``
 EMPTY_APP = "bench.httpfloor:empty_app"
 SERVICE_APP = "service.app:app"
@@ -598,16 +600,6 @@ def table(rows: Sequence[Row], connections: int) -> list[str]:
             f"| {verdict(row, connections)} |"
         )
     return lines
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def versions(wrk: str) -> str:

@@ -59,7 +59,11 @@ from typing import Any
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
+# the repository root last, so `bench.machine` is found and xentcore resolves as it would anyway
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 import numpy as np
+
+from bench.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
@@ -247,16 +251,6 @@ def run_contender(name: str, path: Path) -> dict[str, Any]:
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     align = ["---"] + ["---:"] * (len(header) - 1)
     return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, align, *rows])
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _mb(n: float) -> str:

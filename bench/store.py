@@ -76,6 +76,7 @@ import orjson  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 import xentcore as xc  # noqa: E402
+from bench.machine import cpu_model  # noqa: E402
 from service.recording import flagged_items  # noqa: E402
 from service.store.sql import SqlStore  # noqa: E402
 from tests.support.postgres import pg_unavailable, private_schema  # noqa: E402
@@ -126,16 +127,6 @@ class Report:
 
 
 # --- small helpers ---------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def p50(ms: Sequence[float]) -> float:

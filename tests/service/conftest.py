@@ -14,6 +14,7 @@ import pytest
 
 from service.app import create_app
 from service.settings import Settings
+from tests.support.postgres import pg_unavailable, private_schema
 
 with warnings.catch_warnings():
     # starlette asks for the httpx2 package; the TestClient works the same with httpx.
@@ -57,3 +58,17 @@ def make_client(settings_for: Callable[..., Settings]) -> Iterator[MakeClient]:
 def client(make_client: MakeClient) -> TestClient:
     """A client of an app with the default settings."""
     return make_client()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_client(request: pytest.FixtureRequest, make_client: MakeClient) -> Iterator[TestClient]:
+    """A client of an app on each store: its SQLite default, and a private PostgreSQL schema
+    (skipped when no PostgreSQL answers)."""
+    if request.param == "sqlite":
+        yield make_client()
+        return
+    reason = pg_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with private_schema() as url:
+        yield make_client(database_url=url)

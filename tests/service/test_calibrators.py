@@ -5,27 +5,17 @@ against ``xentcore.score`` on the calibrated logits), with the errors the issue 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
 import xentcore as xc
-from tests.service.conftest import MakeClient, TestClient
-from tests.support.postgres import pg_unavailable, private_schema
+from tests.service.conftest import TestClient
 from xentcore.calibrators import fit_platt, fit_temperature
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app(request: pytest.FixtureRequest, make_client: MakeClient) -> Iterator[TestClient]:
-    if request.param == "sqlite":
-        yield make_client()
-        return
-    reason = pg_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with private_schema() as url:
-        yield make_client(database_url=url)
+@pytest.fixture
+def app(store_client: TestClient) -> TestClient:
+    return store_client
 
 
 def _overconfident(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

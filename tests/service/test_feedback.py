@@ -8,26 +8,17 @@ over the predictions the test sent), never through xentcore.feedback.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.service.conftest import MakeClient, TestClient
-from tests.support.postgres import pg_unavailable, private_schema
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fb(request: pytest.FixtureRequest, make_client: MakeClient) -> Iterator[TestClient]:
-    if request.param == "sqlite":
-        yield make_client()
-        return
-    reason = pg_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with private_schema() as url:
-        yield make_client(database_url=url)
+@pytest.fixture
+def fb(store_client: TestClient) -> TestClient:
+    return store_client
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

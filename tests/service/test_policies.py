@@ -6,7 +6,6 @@ flagged by a policy, with every error the issue lists."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,19 +13,11 @@ import pytest
 
 import xentcore as xc
 from tests.service.conftest import MakeClient, TestClient
-from tests.support.postgres import pg_unavailable, private_schema
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app(request: pytest.FixtureRequest, make_client: MakeClient) -> Iterator[TestClient]:
-    if request.param == "sqlite":
-        yield make_client()
-        return
-    reason = pg_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with private_schema() as url:
-        yield make_client(database_url=url)
+@pytest.fixture
+def app(store_client: TestClient) -> TestClient:
+    return store_client
 
 
 def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
