@@ -71,7 +71,15 @@ import numpy.typing as npt
 from xentcore.calibration import uniform_bin_index
 from xentcore.score import ScoreResult
 from xentcore.sequences import SequenceResult
-from xentcore.summary import BIN_FIELDS, N_BINS, BatchSummary, figures, reliability
+from xentcore.summary import (
+    BIN_FIELDS,
+    COUNT_FIELDS,
+    N_BINS,
+    SUM_FIELDS,
+    BatchSummary,
+    figures,
+    reliability,
+)
 from xentcore.types import F64, TASKS, Bool
 
 __all__ = ["FORMAT", "SUMMARY_TASKS", "DoubleDouble", "Summary"]
@@ -81,21 +89,10 @@ FORMAT = 1
 #: The tasks a Summary can carry: the three of ``score`` and the sequences of token log-probs.
 SUMMARY_TASKS: tuple[str, ...] = (*TASKS, "sequences")
 
-#: The float sums of a Summary (each a DoubleDouble), and its counts (each an int).
-_SUM_FIELDS = ("loss_sum", "weight_sum", "confidence_sum")
-_COUNT_FIELDS = (
-    "n_items",
-    "n_scored",
-    "confidence_count",
-    "flagged",
-    "low_confidence",
-    "high_loss",
-    "misclassified",
-    "low_token_probability",
-    "risk_policy",
-    "n_classified",
-    "correct",
-)
+#: The float sums of a Summary (each a DoubleDouble), and its counts (each an int): the
+#: scalar fields of the store's BatchSummary.
+_SUM_FIELDS = SUM_FIELDS
+_COUNT_FIELDS = COUNT_FIELDS
 #: Up to this many values are summed by math.fsum (fastest there); more by the lane recurrence.
 _FSUM_MAX = 2048
 _MAX_LANES = 4096

@@ -29,8 +29,10 @@ from xentcore.sequences import SequenceResult
 
 __all__ = [
     "BIN_FIELDS",
+    "COUNT_FIELDS",
     "N_BINS",
     "SCALAR_FIELDS",
+    "SUM_FIELDS",
     "BatchSummary",
     "figures",
     "figures_rows",
@@ -179,6 +181,9 @@ SCALAR_FIELDS = (
     "n_classified",
     "correct",
 )
+#: The float sums among them, and the counts (the rest, in the same order).
+SUM_FIELDS = ("loss_sum", "weight_sum", "confidence_sum")
+COUNT_FIELDS = tuple(name for name in SCALAR_FIELDS if name not in SUM_FIELDS)
 #: The (n, 15) bin fields of a BatchSummary.
 BIN_FIELDS = ("bin_count", "bin_confidence_sum", "bin_correct_sum")
 #: The keys of :func:`figures`, in order.

@@ -37,7 +37,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from xentcore.feedback import LABEL_SCALARS, LABEL_SUMS
-from xentcore.summary import N_BINS
+from xentcore.summary import COUNT_FIELDS, N_BINS, SUM_FIELDS
 
 __all__ = [
     "BIN_COLUMNS",
@@ -65,21 +65,9 @@ SCHEMA_VERSION = 6
 #: Rollup periods in seconds, coarsest first (``level`` 0 = lifetime totals).
 LEVELS = (86400, 3600, 60)
 #: Integer sums of a BatchSummary, by column name (= field name).
-COUNT_COLUMNS = (
-    "n_items",
-    "n_scored",
-    "confidence_count",
-    "flagged",
-    "low_confidence",
-    "high_loss",
-    "misclassified",
-    "low_token_probability",
-    "risk_policy",
-    "n_classified",
-    "correct",
-)
+COUNT_COLUMNS = COUNT_FIELDS
 #: Float sums of a BatchSummary.
-FLOAT_COLUMNS = ("loss_sum", "weight_sum", "confidence_sum")
+FLOAT_COLUMNS = SUM_FIELDS
 #: The calibration bins: item count, confidence sum and correct count of each of the 15 bins.
 BIN_COLUMNS = (
     tuple(f"bin_n_{b}" for b in range(N_BINS)),
