@@ -157,10 +157,8 @@ async def _serve(
     metrics: Metrics = request.app.state.metrics
     slots: ScoringSlots = request.app.state.slots
     size = len(body)
-    head = bytes(body[: settings.inline_body_bytes + 1])
-    if b'"policy"' in head or b'"calibrator"' in head:
-        # a policy or calibrator is read from the store while scoring: never on the event loop
-        size = max(size, settings.inline_body_bytes + 1)
+    if size <= settings.inline_body_bytes and _reads_store(body):
+        size = settings.inline_body_bytes + 1  # scored in a worker thread
     client.check("scoring")
     async with slots.hold():
         scored = await compute(
@@ -177,6 +175,14 @@ async def _serve(
     client.check("the answer")
     answer = await compute(lambda: dumps(route.answer(scored, recorded)), size, settings)
     return json_response(answer)
+
+
+def _reads_store(body: Body) -> bool:
+    """Whether a small body may name a policy or calibrator, which scoring reads from the store
+    (never on the event loop). A search of the bytes in place: a small body is ``bytes``."""
+    if not isinstance(body, bytes | bytearray):
+        return True
+    return body.find(b'"policy"') >= 0 or body.find(b'"calibrator"') >= 0
 
 
 def _record_batch(request: Request, scored: Scored[B, ScoreResult], m: Metrics) -> bool:
