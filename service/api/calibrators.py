@@ -15,20 +15,21 @@ from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.policies import (
+from service.api.fitted import (
     PUT_ERRORS,
     FitName,
     SharedPathRoute,
-    _body_error,
-    _calibration,
-    _named,
-    _shown,
-    _window,
+    body_error,
+    calibration_of,
+    listed,
+    put,
+    stored,
+    window,
 )
-from service.api.streams import _ERRORS, StreamName, _read
+from service.api.streams import _ERRORS, StreamName
 from service.schemas.responses import CalibratorResponse, CalibratorsResponse
 from service.store.calset import CalibrationSet
 from xentcore.calibrators import CALIBRATOR_TASKS, fit_calibrator
@@ -61,19 +62,19 @@ def _rows(cal: CalibrationSet, method: str) -> tuple[Any, Any]:
     the method or no calibration item kept a row."""
     task = CALIBRATOR_TASKS[method]
     if cal.tasks and cal.tasks != (task,):
-        raise _body_error(
+        raise body_error(
             "method",
             f"{method} fits {task} streams; this stream's calibration set is "
             f"{', '.join(cal.tasks)}",
         )
     if not cal.rows:
-        raise _body_error(
+        raise body_error(
             "method",
             "no item of the calibration set kept its prediction (labelled items of batches "
             "sent with ids; multiclass rows up to XENT_KEEP_ROW_MAX_CLASSES classes)",
         )
     if len({r.shape[1:] for r in cal.rows}) > 1:
-        raise _body_error("method", "the calibration set's batches have different class counts")
+        raise body_error("method", "the calibration set's batches have different class counts")
     return np.concatenate(cal.rows), np.concatenate(cal.labels)
 
 
@@ -82,7 +83,7 @@ def _fit(cal: CalibrationSet, req: CalibratorRequest) -> dict[str, Any]:
     try:
         params = fit_calibrator(req.method, rows, labels)
     except InputError as exc:
-        raise _body_error("method", f"cannot fit {req.method}: {exc.reason}") from None
+        raise body_error("method", f"cannot fit {req.method}: {exc.reason}") from None
     return {
         "method": req.method,
         "since": req.since,
@@ -105,15 +106,12 @@ async def put_calibrator(
     has the parameters (``temperature``, or ``a`` and ``b``), ``n_calibration`` and the mean
     NLL of those items before and after. A method that does not fit the stream's task, or a
     set with no kept rows, is a 422."""
-    t0, t1 = _window(body.since, body.until)
+    t0, t1 = window(body.since, body.until)
     cal = await anyio.to_thread.run_sync(
-        lambda: _calibration(request, stream, "max_probability", t0, t1)
+        lambda: calibration_of(request, stream, "max_probability", t0, t1)
     )
     figures = await anyio.to_thread.run_sync(lambda: _fit(cal, body))
-    stored: dict[str, Any] = await anyio.to_thread.run_sync(
-        lambda: _read(request, lambda store: store.put_fit(stream, "calibrator", name, figures))
-    )
-    return _shown(stream, name, stored)
+    return await anyio.to_thread.run_sync(lambda: put(request, stream, "calibrator", name, figures))
 
 
 @router.get(
@@ -128,10 +126,7 @@ def get_calibrator(
     version: Annotated[int | None, Query(ge=1, description="A version; default the newest")] = None,
 ) -> dict[str, Any]:
     """The newest version of the calibrator (or ``version``); 404 when there is none."""
-    found = _read(request, lambda store: store.get_fit(stream, "calibrator", name, version))
-    if found is None:
-        raise HTTPException(404, f"no calibrator {name!r} in stream {stream!r}")
-    return _shown(stream, name, found)
+    return stored(request, stream, "calibrator", name, version)
 
 
 @router.get(
@@ -141,5 +136,4 @@ def get_calibrator(
 )
 def list_calibrators(request: Request, stream: StreamName) -> dict[str, Any]:
     """The newest version of each of the stream's calibrators, by name."""
-    rows = _read(request, lambda store: _named(store.list_fits(stream, "calibrator")))
-    return {"calibrators": [_shown(stream, n, row) for n, row in rows]}
+    return {"calibrators": listed(request, stream, "calibrator")}

@@ -12,30 +12,31 @@ A batch request uses a policy with ``"flag": {"policy": name}`` (``service.api.p
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import numpy as np
-from fastapi import APIRouter, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.types import Receive, Scope, Send
 
+from service.api.fitted import (
+    PUT_ERRORS,
+    FitName,
+    SharedPathRoute,
+    body_error,
+    calibration_of,
+    listed,
+    put,
+    stored,
+    window,
+)
 from service.api.streams import (
     _ERRORS,
     Since,
     StreamName,
     Until,
-    _query_error,
-    _read,
-    iso,
-    parse_time,
 )
-from service.schemas.fields import STREAM_PATTERN
 from service.schemas.responses import PoliciesResponse, PolicyResponse, RiskCoverageResponse
-from service.settings import Settings
-from service.store import Store
 from service.store.calset import CalibrationSet
 from xentcore.errors import InputError
 from xentcore.risk import risk_control, risk_coverage
@@ -44,41 +45,8 @@ from xentcore.types import ConfidenceMethod
 __all__ = ["PolicyRequest", "router"]
 
 
-class SharedPathRoute(APIRoute):
-    """A route whose path other routes share with other methods (``PUT`` and ``GET`` of a
-    policy): a 405 lists every method of the path in ``Allow``, not only this route's."""
-
-    #: The methods of every path made of these routes.
-    methods_of: ClassVar[dict[str, set[str]]] = {}
-
-    def __init__(self, path: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(path, *args, **kwargs)
-        SharedPathRoute.methods_of.setdefault(self.path, set()).update(self.methods or ())
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.methods and scope["method"] not in self.methods:
-            allowed = SharedPathRoute.methods_of.get(self.path, self.methods)
-            response = JSONResponse(
-                {"detail": "Method Not Allowed"},
-                status_code=405,
-                headers={"Allow": ", ".join(sorted(allowed))},
-            )
-            await response(scope, receive, send)
-            return
-        await super().handle(scope, receive, send)
-
-
 router = APIRouter(prefix="/v1/streams", tags=["policies"], route_class=SharedPathRoute)
 
-#: The answers of a PUT besides its 200: the read errors, and those of its body.
-PUT_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_ERRORS,
-    400: {"description": "The body is not JSON"},
-    413: {"description": "Body over XENT_MAX_BODY_BYTES"},
-    415: {"description": "Content type is not JSON"},
-}
-
-FitName = Annotated[str, Path(pattern=STREAM_PATTERN, description="The policy's name")]
 #: A policy's confidence: a classifier's method, or ``sequence`` (a sequences stream).
 PolicyConfidence = ConfidenceMethod | Literal["sequence"]
 
@@ -110,44 +78,15 @@ class PolicyRequest(BaseModel):
     )
 
 
-def _window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
-    t0, t1 = parse_time(since, "since"), parse_time(until, "until")
-    if t0 is not None and t1 is not None and t1 <= t0:
-        raise _query_error("until", "must be after since")
-    return t0, t1
-
-
-def _calibration(
-    request: Request, stream: str, confidence: str, t0: float | None, t1: float | None
-) -> CalibrationSet:
-    settings: Settings = request.app.state.settings
-
-    def read(store: Store) -> CalibrationSet | None:
-        if not store.has_stream(stream):
-            return None
-        return store.calibration_set(
-            stream, confidence=confidence, since=t0, until=t1, limit=settings.max_calibration_items
-        )
-
-    found = _read(request, read)
-    if found is None:
-        raise HTTPException(404, f"no batch recorded under stream {stream!r}")
-    return found
-
-
 def _task_check(cal: CalibrationSet, req: PolicyRequest) -> None:
     """422 for a confidence or per_class that does not fit the stream's task."""
     sequences = "sequences" in cal.tasks
     if sequences and req.confidence != "sequence":
-        raise _body_error("confidence", "a sequences stream's policy uses confidence 'sequence'")
+        raise body_error("confidence", "a sequences stream's policy uses confidence 'sequence'")
     if not sequences and cal.tasks and req.confidence == "sequence":
-        raise _body_error("confidence", "'sequence' is the confidence of sequences streams only")
+        raise body_error("confidence", "'sequence' is the confidence of sequences streams only")
     if req.per_class and (sequences or "multilabel" in cal.tasks):
-        raise _body_error("per_class", "per-class thresholds need one predicted class per item")
-
-
-def _body_error(field: str, message: str) -> HTTPException:
-    return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+        raise body_error("per_class", "per-class thresholds need one predicted class per item")
 
 
 def _fit(cal: CalibrationSet, req: PolicyRequest) -> dict[str, Any]:
@@ -162,7 +101,7 @@ def _fit(cal: CalibrationSet, req: PolicyRequest) -> dict[str, Any]:
             min_calibration=req.min_calibration,
         )
     except InputError as exc:  # the request's values are checked above: a stored-data problem
-        raise _body_error(str(exc.location[-1]) if exc.location else "alpha", str(exc)) from None
+        raise body_error(str(exc.location[-1]) if exc.location else "alpha", str(exc)) from None
     return {
         "alpha": req.alpha,
         "delta": req.delta,
@@ -192,20 +131,13 @@ async def put_policy(
     Too few calibration items, or no threshold meeting ``alpha``: ``"feasible": false``, and
     a batch using the policy has every item flagged. ``other_method`` counts calibration items
     left out because their batch used another confidence method."""
-    t0, t1 = _window(body.since, body.until)
+    t0, t1 = window(body.since, body.until)
     cal = await anyio.to_thread.run_sync(
-        lambda: _calibration(request, stream, body.confidence, t0, t1)
+        lambda: calibration_of(request, stream, body.confidence, t0, t1)
     )
     _task_check(cal, body)
     figures = await anyio.to_thread.run_sync(lambda: _fit(cal, body))
-    stored: dict[str, Any] = await anyio.to_thread.run_sync(
-        lambda: _read(request, lambda store: store.put_fit(stream, "policy", name, figures))
-    )
-    return _shown(stream, name, stored)
-
-
-def _shown(stream: str, name: str, stored: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "stream": stream, **stored, "fitted_at": iso(stored["fitted_at"])}
+    return await anyio.to_thread.run_sync(lambda: put(request, stream, "policy", name, figures))
 
 
 @router.get(
@@ -220,10 +152,7 @@ def get_policy(
     version: Annotated[int | None, Query(ge=1, description="A version; default the newest")] = None,
 ) -> dict[str, Any]:
     """The newest version of the policy (or ``version``); 404 when there is none."""
-    found = _read(request, lambda store: store.get_fit(stream, "policy", name, version))
-    if found is None:
-        raise HTTPException(404, f"no policy {name!r} in stream {stream!r}")
-    return _shown(stream, name, found)
+    return stored(request, stream, "policy", name, version)
 
 
 @router.get(
@@ -233,12 +162,7 @@ def get_policy(
 )
 def list_policies(request: Request, stream: StreamName) -> dict[str, Any]:
     """The newest version of each of the stream's policies, by name."""
-    rows = _read(request, lambda store: _named(store.list_fits(stream, "policy")))
-    return {"policies": [_shown(stream, n, row) for n, row in rows]}
-
-
-def _named(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(str(row.pop("name")), row) for row in rows]
+    return {"policies": listed(request, stream, "policy")}
 
 
 @router.get(
@@ -260,8 +184,8 @@ def get_risk_coverage(
     in coverage, coverage descending): ``threshold``, ``coverage``, ``risk`` (the error rate
     among items accepted at it) and ``risk_upper_bound`` (its 1 - delta Clopper-Pearson
     bound), and the AURC (Geifman, Uziel & El-Yaniv 2019)."""
-    t0, t1 = _window(since, until)
-    cal = _calibration(request, stream, confidence, t0, t1)
+    t0, t1 = window(since, until)
+    cal = calibration_of(request, stream, confidence, t0, t1)
     out: dict[str, Any] = risk_coverage(
         np.asarray(cal.confidence), np.asarray(cal.correct), delta=delta
     ).to_dict()
