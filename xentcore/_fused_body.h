@@ -551,6 +551,7 @@ XC_INLINE double block_argmax(const void *x, int f32, ptrdiff_t lo, ptrdiff_t hi
 
 typedef struct {
     vd sum, dot, tilt; /* lane sums at the current maximum */
+    vd fin;            /* sum of v - v over the row's values: 0, or NaN when one is not finite */
 } Acc;
 
 /* Add the terms of LANES values v (shifted by m) to the sums; `drop` zeroes lanes' exp. */
@@ -562,6 +563,7 @@ XC_INLINE void add_terms(Acc *acc, vd v, vd m, vl drop, int masked, vd w, int fi
         e = vzero_where(drop, e);
     }
     acc->sum += e;
+    acc->fin += v - v; /* padding lanes hold m: 0 unless m itself is infinite */
     if (has_dot) {
         acc->dot += e * vmax(sh, SPLAT(EXP_FLOOR));
     }
@@ -597,9 +599,11 @@ XC_INLINE void add_vectors(const XcLogits *a, const void *row, int f32, ptrdiff_
     if (!has_dot && !has_tilt) {
         for (; j + 2 * LANES <= end; j += 2 * LANES) {
             __builtin_prefetch(ahead + j * size);
-            vd e0 = vexp(load(row, f32, j) - mv, fine);
-            vd e1 = vexp(load(row, f32, j + LANES) - mv, fine);
+            vd v0 = load(row, f32, j), v1 = load(row, f32, j + LANES);
+            vd e0 = vexp(v0 - mv, fine);
+            vd e1 = vexp(v1 - mv, fine);
             acc->sum += e0 + e1;
+            acc->fin += (v0 - v0) + (v1 - v1);
         }
     }
     for (; j < end; j += LANES) {
@@ -664,7 +668,7 @@ XC_INLINE void wide_row(const XcLogits *a, int f32, const Consts *c, const void 
     double m = -INFINITY, second = -INFINITY;
     double extra = 0.0, extra_dot = 0.0, extra_tilt = 0.0, w_seen = 0.0;
     ptrdiff_t am = 0;
-    Acc acc = {SPLAT(0.0), SPLAT(0.0), SPLAT(0.0)};
+    Acc acc = {SPLAT(0.0), SPLAT(0.0), SPLAT(0.0), SPLAT(0.0)};
     for (ptrdiff_t lo = 0; lo < k; lo += XC_BLOCK) {
         ptrdiff_t hi = lo + XC_BLOCK < k ? lo + XC_BLOCK : k;
         ptrdiff_t at;
@@ -702,7 +706,9 @@ XC_INLINE void wide_row(const XcLogits *a, int f32, const Consts *c, const void 
     }
     *m_out = m;
     *am_out = am;
-    *delta_out = hsum(acc.sum) + extra;
+    /* + 0.0 for a finite row; NaN (so NaN top probability, loss, confidence) for a row holding
+     * a NaN or an infinity, which xentcore.score then locates with its exact scan */
+    *delta_out = hsum(acc.sum) + extra + hsum(acc.fin);
     *second_out = second - m;
     *dot_out = hsum(acc.dot) + extra_dot;
     *tilt_out = hsum(acc.tilt) + extra_tilt;

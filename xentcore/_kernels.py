@@ -44,6 +44,7 @@ __all__ = [
     "CONFIDENCE_CODES",
     "ISA_NAMES",
     "NATIVE",
+    "NARROW_K",
     "NATIVE_ARGMAX_MAX_K",
     "PIECES_PER_THREAD",
     "THREAD_MIN_ELEMENTS",
@@ -87,6 +88,13 @@ def _native_ok(x: FloatArray) -> bool:
         and x.flags.c_contiguous
         and (x.dtype == np.float64 or x.dtype == np.float32)
     )
+
+
+#: The widest rows the fused kernel scores several at a time (XC_NARROW_K of
+#: xentcore/_fused_body.h). Wider rows go one at a time, and a row holding a NaN or an
+#: infinity comes out with a NaN top probability (``xentcore.score`` relies on it to leave out
+#: its own scan of wide logits: tests/xentcore/test_fused.py checks both sides of this width).
+NARROW_K = 48
 
 
 def fused_ok(x: FloatArray) -> bool:

@@ -6,18 +6,18 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
-from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from xentcore import binary, fastpath, multiclass
+from xentcore import _kernels, binary, fastpath, multiclass
 from xentcore.errors import InputError
 from xentcore.flags import FlagMasks, apply_rules, reason_lists
 from xentcore.rowstats import RowStats
 from xentcore.types import DEFAULT_EPS, F64, Bool, FlagRules, ScoreOptions
 from xentcore.validate import Batch, Labels, check_batch, check_flag_rules
+from xentcore.validate.arrays import check_finite
 
 __all__ = [
     "NO_WEIGHT_WARNING",
@@ -28,6 +28,26 @@ __all__ = [
     "score",
     "score_batch",
 ]
+
+
+class _Once:
+    """A property made on its first read and kept in the instance's ``__dict__`` (which then
+    answers every read): ``functools.cached_property`` without its lock, which on Python 3.11
+    costs more than these properties themselves on a small batch."""
+
+    def __init__(self, make: Any) -> None:
+        self.make = make
+        self.name = make.__name__
+        self.__doc__ = make.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.make(instance)
+        return value
 
 
 @dataclass(frozen=True)
@@ -74,17 +94,18 @@ class ScoreResult:
         """Whether each item is flagged by any rule."""
         return self.masks.flagged
 
-    @cached_property
+    @_Once
     def flagged_indices(self) -> npt.NDArray[np.intp]:
         """Indices of the flagged items, ascending."""
-        return np.flatnonzero(self.masks.flagged)
+        indices: npt.NDArray[np.intp] = self.masks.flagged.nonzero()[0]  # 1-D: flatnonzero
+        return indices
 
-    @cached_property
+    @_Once
     def reasons(self) -> list[list[str]]:
         """The reasons each item is flagged for (built on first access)."""
         return reason_lists(self.masks)
 
-    @cached_property
+    @_Once
     def predicted(self) -> npt.NDArray[Any] | list[list[Any]]:
         """Predicted class per item: index or name; for multilabel a list per item."""
         pred = self.predicted_index
@@ -104,8 +125,12 @@ class ScoreResult:
     @property
     def confidence_mean(self) -> float | None:
         """Plain mean of the confidences that exist (None if none do)."""
-        ok = ~np.isnan(self.confidence)
-        return float(self.confidence[ok].mean()) if ok.any() else None
+        c = self.confidence
+        total = float(c.sum())  # what mean() sums, pairwise; NaN if any confidence is NaN
+        if not math.isnan(total):
+            return total / c.shape[0] if c.shape[0] else None
+        ok = ~np.isnan(c)
+        return float(c[ok].mean()) if ok.any() else None
 
     @property
     def n_correct(self) -> int | None:
@@ -417,8 +442,49 @@ def score(
     # Every keyword parameter but ``flag`` is a ScoreOptions field of the same name (a test
     # holds them equal): the raw options are the parameters, and check_batch checks them all.
     raw = {name: value for name, value in locals().items() if name not in _NOT_OPTIONS}
-    b = check_batch(predictions, labels, ScoreOptions(**raw))
+    scan = not _wide_logits(predictions, input_type)
+    b = check_batch(predictions, labels, ScoreOptions(**raw), finite_logits=scan)
     # what fastpath.score declined runs the general kernels, as it always did, not
     # score_batch's fast path (which would take lists or float16 once checked): a caller
     # that passes lists has its call go the documented way (test_fused.py spies on it)
-    return _score_general(b, check_flag_rules(flag), check_threads(threads))
+    if scan:
+        return _score_general(b, check_flag_rules(flag), check_threads(threads))
+    return _score_unscanned(b, flag, threads)
+
+
+def _wide_logits(predictions: Any, input_type: Any) -> bool:
+    """Whether ``score`` may leave the NaN / infinity scan of the predictions to the fused
+    kernel: a C-contiguous native float array of logits rows wider than the kernel's narrow
+    rows, on which the kernel runs (:func:`_score_unscanned` makes sure it does)."""
+    return (
+        type(predictions) is np.ndarray
+        and input_type == "logits"
+        and predictions.ndim == 2
+        and predictions.shape[1] > _kernels.NARROW_K
+        and predictions.dtype in (np.float32, np.float64)
+        and _kernels.fused_ok(predictions)
+    )
+
+
+def _score_unscanned(b: Batch, flag: Any, threads: Any) -> ScoreResult:
+    """``_score_general`` of a batch whose logits were not scanned for NaN and infinities.
+
+    The fused kernel finds them on its way (a row holding one comes out with a NaN top
+    probability): the exact scan then runs to raise its error, naming the first such value.
+    Every other error is preceded by the scan, as ``check_batch`` orders them, and a batch the
+    kernel would not score (target distributions, a focal term) is scanned first.
+    """
+    o = b.options
+    kernel = b.task == "multiclass" and (b.labels is None or b.labels.kind == "sparse")
+    if not (kernel and o.focal_gamma == 0 and o.focal_alpha is None):
+        check_finite(b.x, "predictions")
+        return _score_general(b, check_flag_rules(flag), check_threads(threads))
+    try:
+        result = _score_general(b, check_flag_rules(flag), check_threads(threads))
+    except InputError:
+        check_finite(b.x, "predictions")
+        raise
+    top = result.top_confidence
+    if top is not None and math.isnan(float(np.add.reduce(top))):
+        check_finite(b.x, "predictions")
+    return result

@@ -22,7 +22,8 @@ import numpy.typing as npt
 import pytest
 
 import xentcore as xc
-from xentcore import _kernels
+from xentcore import _kernels, fastpath
+from xentcore.errors import InputError
 from xentcore.score import THREADS_VARIABLE
 
 pytestmark = pytest.mark.skipif(
@@ -331,3 +332,70 @@ def test_score_uses_the_kernel_for_logits(monkeypatch: pytest.MonkeyPatch) -> No
     xc.score([[1.0, 2.0, 0.5]], [1], input_type="logits", focal_gamma=1.0)  # the general path
     xc.score([[0.2, 0.3, 0.5]], [1])  # probabilities
     assert len(calls) == 2
+
+
+# --- NaN and infinities in wide logits: found by the kernel, worded by the scan -------------
+
+
+@pytest.mark.parametrize("k", [_kernels.NARROW_K, _kernels.NARROW_K + 1, 1000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_non_finite_logit_is_the_scans_error(
+    k: int, dtype: Any, bad: float, threads: int
+) -> None:
+    """``xentcore.score`` leaves the scan of wide logits to the kernel; the error is the same:
+    the first non-finite value, row-major, wherever it is in its row and batch."""
+    rng = np.random.default_rng(k)
+    n = fastpath.MAX_VALUES // k + 7  # past the small-batch fast path
+    z = rng.normal(size=(n, k)).astype(dtype)
+    y = rng.integers(0, k, n)
+    for where in [(0, 0), (n // 2, k - 1), (n - 1, k // 2), (n // 2, 3)]:
+        bad_z = z.copy()
+        bad_z[where] = bad
+        bad_z[-1, -1] = bad  # a later one: the first is named
+        with pytest.raises(InputError) as info:
+            xc.score(bad_z, y, input_type="logits", threads=threads)
+        assert info.value.location == ("predictions", *where)
+        assert info.value.reason == f"{dtype(bad)} is not a finite number"
+
+
+@pytest.mark.parametrize(
+    ("labels", "options"),
+    [
+        ("out of range", {}),
+        ("none", {"flag": {"max_loss": 1.0}}),
+        ("none", {"confidence": "true_class"}),
+        ("ok", {"threads": 0}),
+        ("ok", {"focal_gamma": 2.0}),
+        ("targets", {}),
+    ],
+)
+def test_the_scans_error_comes_first(labels: str, options: dict[str, Any]) -> None:
+    """Whatever else is wrong, or whichever kernel scores the batch, a NaN in the logits is
+    the error, as when the scan ran first."""
+    rng = np.random.default_rng(3)
+    n, k = 400, 500
+    z = rng.normal(size=(n, k)).astype(np.float32)
+    z[7, 9] = np.nan
+    y: Any = {
+        "out of range": np.full(n, k + 1),
+        "none": None,
+        "ok": rng.integers(0, k, n),
+        "targets": np.full((n, k), 1.0 / k),
+    }[labels]
+    with pytest.raises(InputError) as info:
+        xc.score(z, y, input_type="logits", **options)
+    assert info.value.location == ("predictions", 7, 9)
+
+
+def test_wide_logits_score_as_before_without_the_scan() -> None:
+    """Finite wide logits: the same result as through the general checks (lists)."""
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(300, 700)) * 30
+    y = rng.integers(0, 700, 300)
+    got = xc.score(z, y, input_type="logits", confidence="entropy")
+    ref = xc.score(z.tolist(), y.tolist(), input_type="logits", confidence="entropy")
+    for name in ("item_loss", "confidence", "top_confidence", "predicted"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
+    assert got.loss_sum == ref.loss_sum

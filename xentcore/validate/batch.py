@@ -13,7 +13,7 @@ from typing import Any
 
 from xentcore.errors import InputError
 from xentcore.types import FloatArray, InputType, ScoreOptions, Task
-from xentcore.validate.arrays import as_array, as_float
+from xentcore.validate.arrays import as_array, as_float, check_finite
 from xentcore.validate.labels import Labels, check_class_names, check_labels
 from xentcore.validate.options import check_ignore_index, check_input_type, check_options, scalar
 from xentcore.validate.predictions import check_predictions, resolve_task
@@ -57,12 +57,19 @@ class Batch:
         return names
 
 
-def check_batch(predictions: Any, labels: Any, options: ScoreOptions) -> Batch:
+def check_batch(
+    predictions: Any, labels: Any, options: ScoreOptions, *, finite_logits: bool = True
+) -> Batch:
     """Check everything a scoring call receives; return the trusted :class:`Batch`.
 
     ``options`` is taken as the caller gave it (raw values); ``Batch.options`` is its checked
     copy. The task, when not given, is ``binary`` for 1-D and ``multiclass`` for 2-D predictions.
     Raises :class:`InputError` on the first rule broken (see the module docstring for the order).
+
+    ``finite_logits=False`` leaves out the scan of logits for NaN and infinities (a pass over
+    the whole array) for a caller whose kernel finds them on its way (``xentcore.score``); any
+    later error is still preceded by that scan's, as the order above says. The Batch is then
+    trusted only by that caller.
     """
     input_type = check_input_type(options.input_type)
     tol = scalar(options.sum_tolerance, "sum_tolerance", low=0, high=1)
@@ -75,7 +82,26 @@ def check_batch(predictions: Any, labels: Any, options: ScoreOptions) -> Batch:
         tol=tol,
         renormalize=bool(options.renormalize),
         task_given=options.task is not None,
+        finite=finite_logits or input_type != "logits",
     )
+    try:
+        return _check_rest(x, raw.dtype, task, input_type, tol, labels, options)
+    except InputError:
+        if not finite_logits:
+            check_finite(x, "predictions")  # its error comes first
+        raise
+
+
+def _check_rest(
+    x: FloatArray,
+    dtype: Any,
+    task: Task,
+    input_type: InputType,
+    tol: float,
+    labels: Any,
+    options: ScoreOptions,
+) -> Batch:
+    """What :func:`check_batch` checks after the predictions."""
     n = x.shape[0]
     k = 2 if task == "binary" else x.shape[1]
     names = check_class_names(options.class_names, task, k)
@@ -93,7 +119,7 @@ def check_batch(predictions: Any, labels: Any, options: ScoreOptions) -> Batch:
         sum_tolerance=tol,
         ignore_index=ignore_index,
         class_names=names,
-        dtype=raw.dtype,
+        dtype=dtype,
     )
     if checked.confidence == "true_class" and checked_labels is None:
         raise InputError(("confidence",), "'true_class' needs labels")

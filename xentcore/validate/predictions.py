@@ -125,15 +125,17 @@ def check_predictions(
     tol: float,
     renormalize: bool,
     task_given: bool,
+    finite: bool = True,
 ) -> FloatArray:
     """Check float predictions of a resolved task; return them (renormalized when asked).
 
     ``task_given``: whether the caller named the task (when not, multiclass probability rows
     that look multilabel get a hint). ``renormalize`` applies to multiclass probability and
-    log-probability rows only; anywhere else it raises.
+    log-probability rows only; anywhere else it raises. ``finite=False`` leaves logits
+    unscanned for NaN and infinities (see ``check_batch``'s ``finite_logits``).
     """
     _check_shape(x, task)
-    extremes = check_finite(x, "predictions")
+    extremes = check_finite(x, "predictions") if finite or input_type != "logits" else None
     if input_type == "probabilities":
         _check_probabilities(x, "predictions", task, tol)
     elif input_type == "log_probabilities":
