@@ -40,8 +40,15 @@ setup(
                 "xentcore/_fused_v3.c",
                 "xentcore/_fused_v4.c",
                 "xentcore/_fused_small.c",
+                "xentcore/_lists.c",
+                "xentcore/_sums.c",
             ],
-            depends=["xentcore/_fused.h", "xentcore/_fused_body.h"],
+            depends=[
+                "xentcore/_fused.h",
+                "xentcore/_fused_body.h",
+                "xentcore/_lists.h",
+                "xentcore/_sums.h",
+            ],
             optional=True,
         )
     ],

@@ -23,6 +23,8 @@
 #include <string.h>
 
 #include "_fused.h"
+#include "_lists.h"
+#include "_sums.h"
 
 /* The struct-module type code of a buffer's items ('d', 'f', 'l', ...), byte order dropped. */
 static char type_code(const Py_buffer *view) {
@@ -748,6 +750,23 @@ static PyMethodDef methods[] = {
     {"small_probabilities", (PyCFunction)(void (*)(void))small_probabilities, METH_FASTCALL,
      small_probabilities_doc},
     {"small_check", (PyCFunction)(void (*)(void))small_check, METH_FASTCALL, small_check_doc},
+    {"float_values", (PyCFunction)(void (*)(void))xc_float_values, METH_FASTCALL,
+     "float_values(value, out)\n--\n\nFill float64 `out` ((n,) or (n, k)) from an exact list of "
+     "n finite floats / ints\n(|v| <= 2**53), or of n such lists of k; False (nothing raised) "
+     "on anything else."},
+    {"int_values", (PyCFunction)(void (*)(void))xc_int_values, METH_FASTCALL,
+     "int_values(value, out)\n--\n\nFill int64 `out` ((n,)) from an exact list of n ints "
+     "(never bool, |v| <= 2**53); False\n(nothing raised) on anything else."},
+    {"chain_sums", (PyCFunction)(void (*)(void))xc_chain_sums, METH_FASTCALL,
+     "chain_sums(x, out)\n--\n\nTwoSum chains of float64 `x` into float64 `out` (2 * "
+     "SUM_LANES,): the chain sums, then\ntheir errors."},
+    {"uniform_bins", (PyCFunction)(void (*)(void))xc_uniform_bins, METH_FASTCALL,
+     "uniform_bins(confidence, correct, sums, counts, rights)\n--\n\nCounts, correct counts "
+     "and TwoSum chains of the confidences of B uniform bins."},
+    {"reason_lists", (PyCFunction)(void (*)(void))xc_reason_lists, METH_FASTCALL,
+     "reason_lists(masks, names, indices)\n--\n\nFor each item (all n, or int64 `indices`), the "
+     "list of names[r] whose boolean\n(n,) mask r is True there, in the order of the tuple "
+     "`masks`."},
 #if XC_FUSED
     {"logits_rows", logits_rows, METH_VARARGS, logits_rows_doc},
     {"isa_level", isa_level, METH_NOARGS, isa_level_doc},
@@ -768,4 +787,11 @@ static struct PyModuleDef module = {
     NULL,
 };
 
-PyMODINIT_FUNC PyInit__rowops(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__rowops(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "SUM_LANES", XC_SUM_LANES) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

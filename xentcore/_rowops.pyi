@@ -59,3 +59,21 @@ def small_logits(
 def small_check(
     x: npt.NDArray[np.floating[Any]], labels: npt.NDArray[np.int64] | None, tol: float
 ) -> bool: ...
+def float_values(value: object, out: npt.NDArray[np.float64]) -> bool: ...
+def int_values(value: object, out: npt.NDArray[np.int64]) -> bool: ...
+def reason_lists(
+    masks: tuple[npt.NDArray[np.bool_], ...],
+    names: tuple[str, ...],
+    indices: npt.NDArray[np.intp] | None,
+) -> list[list[str]]: ...
+
+SUM_LANES: int
+
+def chain_sums(x: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None: ...
+def uniform_bins(
+    confidence: npt.NDArray[np.float64],
+    correct: npt.NDArray[np.bool_],
+    sums: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.int64],
+    rights: npt.NDArray[np.int64],
+) -> None: ...

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from xentcore._kernels import _rowops
 from xentcore.types import F64, REASONS, Bool, FlagRules
 
 if TYPE_CHECKING:  # score.py imports this module: the type only
@@ -97,8 +98,14 @@ def reason_lists(masks: FlagMasks, indices: npt.NDArray[np.intp] | None = None) 
     """The reasons of the items at ``indices`` (every item when None), in the order of
     ``REASONS``: a Python list per item, empty for an item no rule fires for.
 
-    Python work is per firing reason only (one ``flatnonzero`` per rule), not per item and rule.
+    One compiled pass when ``xentcore._rowops`` is built (the lists hold the shared name
+    strings); else Python work per firing reason only (one ``flatnonzero`` per rule), not per
+    item and rule.
     """
+    if _rowops is not None and hasattr(_rowops, "reason_lists"):
+        rows = tuple(np.ascontiguousarray(getattr(masks, name)) for name in REASONS)
+        picked = None if indices is None else np.ascontiguousarray(indices, dtype=np.int64)
+        return _rowops.reason_lists(rows, REASONS, picked)
     n = masks.flagged.shape[0] if indices is None else indices.shape[0]
     out: list[list[str]] = [[] for _ in range(n)]
     for name in REASONS:

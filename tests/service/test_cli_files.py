@@ -31,6 +31,7 @@ from tests.support.arrays import K, N, assert_json_matches
 from tests.support.arrays import labels as _labels
 from tests.support.arrays import logits as _logits
 from tests.support.arrays import probabilities as _probabilities
+from xentcore.files import CHUNK_ELEMENTS
 
 NAMES = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu"]
 assert len(NAMES) == K
@@ -819,7 +820,7 @@ def test_unknown_filesystems(capsys: pytest.CaptureFixture[str]) -> None:
 
 _MEASURE = textwrap.dedent(
     """
-    import json, sys, tracemalloc
+    import dataclasses, json, sys, tracemalloc
     import numpy as np
     # pyarrow's modules imported and xentcore's kernels warmed before measuring
     import pyarrow as pa, pyarrow.compute, pyarrow.dataset, pyarrow.fs, pyarrow.parquet
@@ -828,12 +829,14 @@ _MEASURE = textwrap.dedent(
     xc.score(np.zeros((4, 10), np.float32), np.zeros(4, np.int64), input_type="logits")
     xc.score(np.full(4, 0.5), np.zeros(4, np.int64))
     path, chunk, column = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    options = {"input_type": "logits"} if column == "logits" else {}
+    options = {"input_type": "logits"} if column in ("logits", "p_*") else {}
     pool = pa.default_memory_pool()
     before = pool.bytes_allocated()
     tracemalloc.start()
     source = open_table(path)
-    selection = Columns(predictions=column, labels="label").select(source.schema, path)
+    columns = Columns(predictions_cols=column) if "*" in column else Columns(predictions=column)
+    columns = dataclasses.replace(columns, labels="label")
+    selection = columns.select(source.schema, path)
     result = score_table(source, selection, options=options, chunk_rows=chunk)
     numpy_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -845,7 +848,7 @@ _MEASURE = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("shape", ["logits", "binary"])
+@pytest.mark.parametrize("shape", ["logits", "binary", "wide"])
 def test_extra_peak_memory_is_under_a_third_of_the_data(tmp_path: Path, shape: str) -> None:
     """A Parquet file of ten chunks, 50-75 MB in memory, one row group as pyarrow writes it by
     default, is scored with extra peak memory under a third of its size: numpy's and Python's
@@ -853,23 +856,36 @@ def test_extra_peak_memory_is_under_a_third_of_the_data(tmp_path: Path, shape: s
     fresh process. ``logits``: 1,500,000 rows of 10 float32 logits (a list column) and an
     int64 label (measured: 0.21); ``binary``: 3,000,000 rows of one float64 probability and an
     int64 label (0.22), whose per-item results would outweigh the chunk but for
-    :meth:`~xentcore.files.Chunk.slices`."""
+    :meth:`~xentcore.files.Chunk.slices`; ``wide``: ten default chunks of 10 float32 columns
+    ``p_0`` ... ``p_9`` and a label, 207 MB (0.28)."""
     rng = np.random.default_rng(0)
-    if shape == "logits":
-        n, k = 1_500_000, 10
+    chunk = 0  # the default
+    if shape in ("logits", "wide"):
+        k = 10
+        # wide: one float32 column per class, at the default chunk (419,430 rows): Parquet's
+        # page buffers, about 3 MB per column read, are a fixed cost (0.5 of a ten-chunk file
+        # at chunks of 150,000 rows, 0.28 here)
+        n = 1_500_000 if shape == "logits" else 10 * (CHUNK_ELEMENTS // k)
         y = rng.integers(0, k, n)
         x: Any = rng.standard_normal(size=(n, k), dtype=np.float32)
         x[np.arange(n), y] += 6.0  # a good model: few rows flagged
-        column: Any = fixed_list(x)
+        if shape == "logits":
+            table = pa.table({"logits": fixed_list(x), "label": y})
+            chunk = n // 10
+        else:
+            table = pa.table({**{f"p_{j}": x[:, j] for j in range(k)}, "label": y})
+        del x
     else:
         n = 3_000_000
         y = rng.integers(0, 2, n)
-        column = np.clip(0.7 * y + 0.3 * rng.random(n), 0.0, 1.0)
+        table = pa.table({shape: np.clip(0.7 * y + 0.3 * rng.random(n), 0.0, 1.0), "label": y})
+        chunk = n // 10
     path = tmp_path / "big.parquet"
-    pq.write_table(pa.table({shape: column, "label": y}), path)
-    del column, y
+    pq.write_table(table, path)
+    del table, y
+    column = "p_*" if shape == "wide" else shape
     done = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(path), str(n // 10), shape],
+        [sys.executable, "-c", _MEASURE, str(path), str(chunk), column],
         capture_output=True,
         text=True,
         check=False,

@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import xentcore as xc
+from xentcore import state
 from xentcore.calibration import uniform_bin_index
 from xentcore.state import FORMAT, DoubleDouble, Summary
 from xentcore.summary import (
@@ -123,9 +124,13 @@ def test_lane_sum_within_its_bound(n: int) -> None:
     assert d.hi + d.lo == d.hi  # normalised
     # fsum([*x, -hi]) is the correctly rounded residual sum(x) - hi
     residual = math.fsum([*x.tolist(), -d.hi])
-    lanes = 4096 if n >= 64 * 4096 else max(256, 1 << ((n // 64).bit_length() - 1))
-    m = math.ceil(n / lanes)
-    bound = (m + 24) ** 2 * U**2 * float(np.abs(x).sum()) + U * abs(residual)
+    if state._NATIVE_SUMS:  # 8 compiled TwoSum chains: gamma_m^2 sum |x|
+        m = math.ceil(n / 8)
+        bound = (m * U / (1 - m * U)) ** 2 * float(np.abs(x).sum()) + U * abs(residual)
+    else:
+        lanes = 4096 if n >= 64 * 4096 else max(256, 1 << ((n // 64).bit_length() - 1))
+        m = math.ceil(n / lanes)
+        bound = (m + 24) ** 2 * U**2 * float(np.abs(x).sum()) + U * abs(residual)
     assert abs(d.lo - residual) <= bound
     assert abs(d.hi - math.fsum(x.tolist())) <= 2 * U * abs(d.hi)
 
@@ -664,3 +669,26 @@ def test_batch_summary_interop() -> None:
     with pytest.raises(ValueError, match="task: expected None or one of"):
         Summary.from_batch_summary(b, task="nope")
     assert Summary.from_batch_summary(BatchSummary()) == Summary()
+
+
+# --- the compiled sums (xentcore/_sums.c) against their numpy counterparts -----------------
+
+
+@pytest.mark.skipif(not state._NATIVE_SUMS, reason="xentcore._rowops was built without _sums.c")
+@pytest.mark.parametrize("n", [2049, 10_007, 1_000_003])
+def test_native_sums_agree_with_numpy(n: int, monkeypatch: Any) -> None:
+    """Counts bit for bit; sums within both bounds (a few u^2 of each other); bin edges, 0 and
+    1 included."""
+    rng = np.random.default_rng(n)
+    conf = rng.random(n)
+    conf[:5] = [0.0, 1.0, 1 / 15, 2 / 15, 14 / 15]
+    correct = rng.random(n) < 0.6
+    x = rng.standard_normal(n) * 10.0 ** rng.integers(-8, 8, n)
+    native = (state._bins(conf, correct, None), DoubleDouble.sum_of(x))
+    monkeypatch.setattr(state, "_NATIVE_SUMS", False)
+    numpy_bins, numpy_sum = state._bins(conf, correct, None), DoubleDouble.sum_of(x)
+    assert native[0]["bin_count"] == numpy_bins["bin_count"]
+    assert native[0]["bin_correct_sum"] == numpy_bins["bin_correct_sum"]
+    for a, b in zip(native[0]["bin_confidence_sum"], numpy_bins["bin_confidence_sum"], strict=True):
+        assert abs(value(a) - value(b)) <= 1e-28 * max(abs(value(b)), 1.0)
+    assert abs(value(native[1]) - value(numpy_sum)) <= 1e-25 * float(np.abs(x).sum())
