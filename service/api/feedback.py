@@ -128,7 +128,9 @@ def _parse(body: bytes | bytearray | memoryview, settings: Settings) -> LabelsRe
     responses={
         **_ERRORS,
         200: {"model": LabelsResponse, "description": "What the request did"},
+        408: {"description": "The body did not arrive within XENT_BODY_TIMEOUT"},
         413: {"description": "Over XENT_MAX_ITEMS or the body limit"},
+        415: {"description": "Content type is not JSON"},
     },
     openapi_extra={
         "requestBody": {
