@@ -1,7 +1,9 @@
 """``create_app(settings)`` builds the service; ``app`` is the one ``xent serve`` runs.
 
-Middleware, outermost first: CORS (when ``XENT_CORS_ORIGINS`` is set), request context (request
-id, metrics, the 500 answer), API keys (401 on /v1/...), limits (415, 413, 408, 503).
+In front of everything, the fast lane (``service.fastlane``) answers small plain JSON batches
+itself or hands them on untouched. Then the middleware, outermost first: CORS (when
+``XENT_CORS_ORIGINS`` is set), request context (request id, metrics, the 500 answer), API keys
+(401 on /v1/...), limits (415, 413, 408, 503).
 """
 
 from __future__ import annotations
@@ -9,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 import xentcore
 from service import deps
@@ -32,6 +37,7 @@ from service.api import (
     summaries,
 )
 from service.errors import install_error_handlers
+from service.fastlane import FastLane
 from service.http import in_thread
 from service.indexing import index_loop
 from service.metrics import Metrics
@@ -50,7 +56,7 @@ from service.schemas import (
 from service.settings import Settings, get_settings, unknown_variables
 from service.slots import ScoringSlots
 
-__all__ = ["app", "create_app"]
+__all__ = ["XentApp", "app", "create_app"]
 
 log = logging.getLogger("service")
 
@@ -100,10 +106,39 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await in_thread(lambda: deps.close_store(store))
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class XentApp(FastAPI):
+    """The FastAPI app with the fast lane in front: an HTTP request goes to ``lane`` (which
+    answers it or hands it to :meth:`stack`), everything else straight to the stack."""
+
+    lane: FastLane | None = None
+    _telemetry_at = -math.inf
+    _telemetry = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.lane is not None and scope["type"] == "http":
+            await self.lane(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The full stack: FastAPI's own entry point, middleware and routes."""
+        await super().__call__(scope, receive, send)
+
+    def telemetry_on(self) -> bool:
+        """Whether FastAPI's native OpenTelemetry would record requests (a provider is
+        configured); asked of FastAPI at most once a second, as it costs microseconds."""
+        now = time.monotonic()
+        if now - self._telemetry_at >= 1.0:
+            native = getattr(self, "_native_telemetry", None)
+            self._telemetry = bool(native is not None and native.enabled())
+            self._telemetry_at = now
+        return self._telemetry
+
+
+def create_app(settings: Settings | None = None) -> XentApp:
     """A new app with its own settings, metrics registry and (from its lifespan) store."""
     settings = settings or get_settings()
-    app = FastAPI(
+    app = XentApp(
         title="xentcore",
         version=xentcore.__version__,
         description=DESCRIPTION,
@@ -161,6 +196,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    if settings.fast_lane and not app.root_path and not settings.cors_origins:
+        # (CORSMiddleware adds a Vary header to every answer: with CORS the stack answers all)
+        app.lane = FastLane(
+            app.stack,
+            settings=settings,
+            metrics=metrics,
+            slots=app.state.slots,
+            telemetry_on=app.telemetry_on,
         )
     return app
 

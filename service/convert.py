@@ -15,7 +15,7 @@ from service.parsing import Parsed
 from service.policyuse import thresholds_of
 from service.schemas import BatchRequest, FlagRules, SequencesRequest
 from service.settings import Settings
-from xentcore import InputError, SequenceResult, score_sequences
+from xentcore import InputError, SequenceResult, fastpath, score_sequences
 from xentcore.calibrators import CALIBRATOR_TASKS, calibrated_logits
 from xentcore.fastpath import check_batch
 from xentcore.feedback import audit_mask
@@ -28,6 +28,7 @@ from xentcore.validate import Batch, check_flag_rules, check_ids
 __all__ = [
     "audit_of",
     "check_audit",
+    "fast_score_request",
     "flag_rules",
     "score_options",
     "score_request",
@@ -150,6 +151,47 @@ def score_request(
     result = score_batch(batch, rules, threads=settings.threads)
     bound_response(req, batch.n_items, parsed.size, result)  # ... and multilabel, once scored
     return batch, result
+
+
+def fast_score_request(parsed: Parsed[B], settings: Settings) -> ScoreResult | None:
+    """``score_request(parsed, settings)[1]`` for a batch that xentcore's small-batch fast path
+    takes (``xentcore.fastpath.score``: multiclass rows as an array, class-index labels or
+    none, plain options), with no batch object made; None for every other request (and for
+    any input the fast path finds wrong): ``score_request`` then scores it or words the error.
+    Requests naming a stream, policy, calibrator or audit are the caller's to keep out."""
+    req = parsed.request
+    x = parsed.tensors.get(("predictions",))
+    y = parsed.tensors.get(("labels",))
+    if (
+        x is None
+        or (y is None and req.labels is not None)
+        or req.class_weights is not None
+        or req.sample_weights is not None
+        or req.pos_weight is not None
+        or req.focal_alpha is not None
+        or req.class_names is not None
+        or req.ignore_index is not None
+        or req.renormalize
+    ):
+        return None
+    tol = settings.sum_tolerance if req.sum_tolerance is None else req.sum_tolerance
+    result = fastpath.score(
+        x,
+        y,
+        req.task,
+        req.input_type,
+        req.label_smoothing,
+        req.focal_gamma,
+        req.confidence,
+        flag_rules(req.flag, settings),
+        req.decision_threshold,
+        tol,
+        req.clip_eps,
+        settings.threads,
+    )
+    if result is not None:
+        check_ids(req.ids, result.n_items)
+    return result
 
 
 def _token_arrays(

@@ -115,6 +115,12 @@ class Settings(BaseSettings):
         description="Bodies up to this size are scored on the event loop (their work takes "
         "less than the hop to a worker thread); larger ones in a worker thread.",
     )
+    fast_lane: bool = Field(
+        True,
+        description="Answer small plain JSON batches (score, loss, confidence, flag; no "
+        "stream) on a lean request path, the same answers byte for byte; false sends every "
+        "request through the full middleware stack.",
+    )
     retry_after_seconds: int = Field(1, ge=0, description="`Retry-After` of a 503.")
     body_timeout: float = Field(
         60.0, gt=0, description="Seconds a client has to send a whole request body (408 after)."

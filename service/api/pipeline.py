@@ -38,11 +38,16 @@ from xentcore.validate import Batch
 __all__ = [
     "Extra",
     "Route",
+    "Scored",
     "View",
+    "batch_answer",
     "check_idempotency_key",
+    "never_gone",
     "record_in_time",
     "run",
     "run_batch",
+    "score_parsed",
+    "scored_batch",
     "sequences_route",
 ]
 
@@ -211,6 +216,68 @@ def _record_batch(request: Request, scored: Scored[B, ScoreResult], m: Metrics) 
     )
 
 
+def scored_batch(
+    body: Body,
+    model: type[B],
+    *,
+    length: int | None,
+    settings: Settings,
+    store: Any,
+    check: Check,
+    extra: Extra[B] | None = None,
+) -> Scored[B, ScoreResult]:
+    """Parse and score a batch body (:func:`score_parsed`)."""
+    parsed = parse_batch(body, model, header_length=length, settings=settings)
+    return score_parsed(parsed, settings=settings, store=store, check=check, extra=extra)
+
+
+def score_parsed(
+    parsed: Parsed[B],
+    *,
+    settings: Settings,
+    store: Any,
+    check: Check,
+    extra: Extra[B] | None = None,
+) -> Scored[B, ScoreResult]:
+    """Score a parsed batch: the policy and calibrator it names are read from ``store`` (a
+    database read: never on the event loop), ``extra(parsed, batch, result)`` adds fields
+    computed from the scored batch (calibration), the audit draw is made."""
+    req = parsed.request
+    policy = calibrator = None
+    if req.flag is not None and req.flag.policy is not None:
+        policy = read_fit(store, req.stream, "policy", req.flag.policy, ["flag", "policy"])
+    if req.calibrator is not None:
+        calibrator = read_fit(store, req.stream, "calibrator", req.calibrator, ["calibrator"])
+    check("scoring")
+    batch, result = score_request(parsed, settings, policy, calibrator)
+    check("the calibration figures")
+    more = extra(parsed, batch, result) if extra is not None else {}
+    if policy is not None and req.flag is not None and req.flag.policy is not None:
+        more["policy"] = policy_block(req.flag.policy, policy)
+    if calibrator is not None and req.calibrator is not None:
+        more["calibrated"] = calibrated_block(req.calibrator, calibrator)
+    audit = audit_of(req.audit_rate, req.audit_seed, result.n_items)
+    return Scored(req, result, more, batch, audit)
+
+
+def batch_answer(
+    scored: Scored[B, ScoreResult], recorded: bool | None, view: View
+) -> dict[str, Any]:
+    """The answer of a batch route: ``view`` of the result, and the policy and calibrator
+    blocks when the request used them."""
+    req = scored.request
+    ctx = BatchContext(req, req.ids, recorded, scored.extra, scored.audit)
+    out = view(ctx, scored.result)
+    for key in ("policy", "calibrated"):
+        if key in scored.extra:
+            out[key] = scored.extra[key]
+    return out
+
+
+def never_gone(stage: str) -> None:
+    """The ``check`` of work that runs to its end whatever the client does (a small body)."""
+
+
 async def run_batch(
     request: Request,
     model: type[B],
@@ -226,39 +293,16 @@ async def run_batch(
     def score(
         body: Body, length: int | None, settings: Settings, check: Check
     ) -> Scored[B, ScoreResult]:
-        parsed = parse_batch(body, model, header_length=length, settings=settings)
-        req = parsed.request
         store = request.app.state.store
-        policy = calibrator = None
-        if req.flag is not None and req.flag.policy is not None:
-            policy = read_fit(store, req.stream, "policy", req.flag.policy, ["flag", "policy"])
-        if req.calibrator is not None:
-            calibrator = read_fit(store, req.stream, "calibrator", req.calibrator, ["calibrator"])
-        check("scoring")
-        batch, result = score_request(parsed, settings, policy, calibrator)
-        check("the calibration figures")
-        more = extra(parsed, batch, result) if extra is not None else {}
-        if policy is not None and req.flag is not None and req.flag.policy is not None:
-            more["policy"] = policy_block(req.flag.policy, policy)
-        if calibrator is not None and req.calibrator is not None:
-            more["calibrated"] = calibrated_block(req.calibrator, calibrator)
-        audit = audit_of(req.audit_rate, req.audit_seed, result.n_items)
-        return Scored(req, result, more, batch, audit)
-
-    def answer(scored: Scored[B, ScoreResult], recorded: bool | None) -> dict[str, Any]:
-        req = scored.request
-        ctx = BatchContext(req, req.ids, recorded, scored.extra, scored.audit)
-        out = view(ctx, scored.result)
-        for key in ("policy", "calibrated"):
-            if key in scored.extra:
-                out[key] = scored.extra[key]
-        return out
+        return scored_batch(
+            body, model, length=length, settings=settings, store=store, check=check, extra=extra
+        )
 
     route: Route[B, ScoreResult] = Route(
         score=score,
         stream=lambda req: req.stream,
         record=_record_batch,
-        answer=answer,
+        answer=lambda scored, recorded: batch_answer(scored, recorded, view),
         count=lambda s: (endpoint, s.result.task, s.result.n_items),
     )
     return await run(request, route)

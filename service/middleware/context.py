@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
 
-__all__ = ["RequestContextMiddleware", "route_template"]
+__all__ = ["RequestContextMiddleware", "request_id", "route_template"]
 
 log = logging.getLogger("service.errors")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -35,7 +35,8 @@ def route_template(scope: Scope, routes: list[BaseRoute]) -> str:
     return "unmatched"
 
 
-def _request_id(scope: Scope) -> str:
+def request_id(scope: Scope) -> str:
+    """The client's ``X-Request-ID`` when it is 1-64 of ``A-Za-z0-9._:-``, else a new one."""
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             text = str(value.decode("latin-1"))
@@ -59,7 +60,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _request_id(scope)
+        rid = request_id(scope)
         scope.setdefault("state", {})["request_id"] = rid
         status, started = 500, False
 

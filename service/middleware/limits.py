@@ -23,9 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.settings import Settings
 
-__all__ = ["JSON_TYPES", "LimitsMiddleware"]
+__all__ = ["DEADLINE", "JSON_TYPES", "LimitsMiddleware", "json_like"]
 
 JSON_TYPES = frozenset({"application/json", "application/octet-stream"})
+#: Scope key of a body deadline set before this middleware (event-loop time): the fast lane,
+#: which read the body first, hands its own deadline on (``service.fastlane``).
+DEADLINE = "xent.body_deadline"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -35,7 +38,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _json_like(content_type: str | None) -> bool:
+def json_like(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` (None: none given) is one the scoring routes read."""
     if content_type is None:
         return True
     media = content_type.split(";", 1)[0].strip().lower()
@@ -58,14 +62,17 @@ class LimitsMiddleware:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        await self.app(scope, self._limited(receive), send)
+        deadline = scope.get(DEADLINE)
+        if deadline is None:
+            deadline = anyio.current_time() + self.body_timeout
+        await self.app(scope, self._limited(receive, deadline), send)
 
     def _refusal(self, scope: Scope) -> JSONResponse | None:
         """A 415 / 413 / 400 decided from the headers alone, or None."""
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             return None
         content_type = _header(scope, b"content-type")
-        if not _json_like(content_type):
+        if not json_like(content_type):
             return JSONResponse(
                 {
                     "detail": "unsupported content type: send application/json "
@@ -94,11 +101,11 @@ class LimitsMiddleware:
     def _too_large(self) -> str:
         return f"request body exceeds XENT_MAX_BODY_BYTES = {self.max_body} bytes"
 
-    def _limited(self, receive: Receive) -> Receive:
-        """``receive`` that counts body bytes (413) and bounds the time to get them all (408)."""
+    def _limited(self, receive: Receive, deadline: float) -> Receive:
+        """``receive`` that counts body bytes (413) and ends the wait for them at ``deadline``
+        (408)."""
         received = 0
         complete = False
-        deadline = anyio.current_time() + self.body_timeout
 
         async def limited_receive() -> Message:
             nonlocal received, complete

@@ -132,7 +132,8 @@ def test_in_flight_limit_counts_scoring_not_slow_bodies(
     slot; a request finding every slot busy scoring gets 503 + Retry-After at once."""
     import service.api.pipeline
 
-    app = create_app(settings_for(max_concurrency=1, retry_after_seconds=2))
+    # the stack's slots (the fast lane stands aside when they are full: test_fast_lane.py)
+    app = create_app(settings_for(max_concurrency=1, retry_after_seconds=2, fast_lane=False))
     release, scoring, trickle = anyio.Event(), anyio.Event(), anyio.Event()
     body = orjson.dumps({"predictions": [0.5, 0.7]})
     real = service.api.pipeline.compute
