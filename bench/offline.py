@@ -13,6 +13,9 @@ pays its own imports, page cache aside, and its memory is its own):
   chunk, merging. Target: within 2x of (I/O floor + core compute).
 * ``xent score --dask local:2``: the same on a local cluster of 2 worker processes (1 thread
   each), started and stopped by the command (its start-up, about 3 s, is in the time).
+* ``xent score --dask ADDRESS``: the same on a cluster that is already running, as a team's
+  cluster is (2 worker processes of 1 thread, started by this script before the turns, their
+  imports warmed): connecting, reading and scoring the row groups on the workers, merging.
 * Both commands again on a file of 1,000 rows: their fixed cost (interpreter start-up and
   imports; the local cluster's start and stop).
 * ``sklearn log_loss``: scikit-learn's ``log_loss`` on the whole array in one piece (float64
@@ -68,11 +71,29 @@ from bench.machine import cpu_model
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
 ROW_GROUP = 1 << 20
-CONTENDERS = ("pyarrow read", "xentcore.score", "xent score", "xent score --dask local:2")
+#: ``--dask ADDRESS``: a cluster that is already running (as a team's cluster is), started
+#: by this script before the turns (2 worker processes, 1 thread each) and stopped at the end
+RUNNING = "xent score --dask ADDRESS (running, 2 workers)"
+CONTENDERS = ("pyarrow read", "xentcore.score", "xent score", "xent score --dask local:2", RUNNING)
 SKLEARN = "sklearn log_loss"
 #: The commands' fixed cost: the same on a file of SMALL rows (start-up, imports, a cluster).
 SMALL = 1000
 FIXED = tuple(f"{name}, {SMALL:,} rows" for name in CONTENDERS[2:])
+#: The environment variable handing the running cluster's address to the command.
+_ADDRESS = "XENT_BENCH_DASK_ADDRESS"
+
+
+def start_cluster() -> Any:
+    """A local Dask cluster of 2 worker processes (1 thread each), its workers warmed with the
+    imports a scoring task needs (as a long-running cluster's are)."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with Client(cluster) as client:
+        client.run(lambda: __import__("xentcore.files") and __import__("pyarrow.parquet"))
+    return cluster
 
 
 # -- the file --------------------------------------------------------------------------------
@@ -159,7 +180,7 @@ def _command(name: str, path: Path) -> list[str]:
         argv += ["--predictions-col", "logits", "--labels-col", "label", "--input-type", "logits"]
         argv += ["--json", "--max-flagged", "0"]
         if "--dask" in name:
-            argv += ["--dask", "local:2"]
+            argv += ["--dask", os.environ[_ADDRESS] if name.startswith(RUNNING) else "local:2"]
         return argv
     return [sys.executable, str(Path(__file__).resolve()), "--measure", name, "--file", str(path)]
 
@@ -343,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         print("scikit-learn is not installed: its row is left out", file=sys.stderr)
     loads = [os.getloadavg()]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    cluster = start_cluster()
+    os.environ[_ADDRESS] = cluster.scheduler_address
     t_start = time.perf_counter()
     try:
         for turn in range(max(1, args.repeats)):
@@ -354,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             loads.append(os.getloadavg())
     finally:
+        cluster.close()
         if work is not None and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         elif work is not None:
@@ -368,9 +392,11 @@ def main(argv: list[str] | None = None) -> int:
         f"({size / 1e6:,.0f} MB, row groups of "
         f"{ROW_GROUP:,} rows). Times: medians over {len(runs[names[0]])} interleaved turns "
         "[min, max]; `xent score` rows are the command's wall time (start-up included: the "
-        "Dask row includes starting and stopping its local cluster; the rows on "
+        "`local:2` row includes starting and stopping its local cluster, the running "
+        "cluster's row connecting to it; the rows on "
         f"{SMALL:,} rows show that fixed cost), the others the timed part of their process. "
-        "Peak RSS: sampled total of the process tree / the process's own high-water mark. "
+        "Peak RSS: sampled total of the process tree / the process's own high-water mark "
+        "(the running cluster's workers are not in the command's tree). "
         "Mean losses agree: " + ", ".join(f"{n} {v:.9f}" for n, v in losses.items())
     )
     print()

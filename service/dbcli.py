@@ -7,17 +7,16 @@ import argparse
 import sys
 from typing import Any
 
-from pydantic import ValidationError
-
-from service.settings import Settings, report_invalid
-
 __all__ = ["add_db", "database"]
 
 
 def database(args: argparse.Namespace) -> int:
     """``xent db upgrade|current|expire|index``: the store's schema, retention and lookup keys,
     by hand."""
+    from pydantic import ValidationError
+
     from service.retention import expire_once
+    from service.settings import Settings, report_invalid
     from service.store import store_url
     from service.store.migrate import SchemaTooNew, current_revision, head_revision, upgrade
     from service.store.sql import SqlStore, engine_for

@@ -13,12 +13,13 @@ import sys
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.durations import parse_duration
+from service.names import LogLevel
 
 __all__ = [
     "DATABASE_SCHEMES",
@@ -30,7 +31,6 @@ __all__ = [
     "unknown_variables",
 ]
 
-LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 MiB = 1 << 20
 ENV_PREFIX = "XENT_"
 #: Variables under the prefix that belong to the project's own test suite, not the service.

@@ -1,7 +1,8 @@
 """Constrained scalar fields shared by the request models, and the one stream-name pattern.
 
-``STREAM_PATTERN`` is the only definition of a valid stream name: the ``stream`` field of every
-request and the ``{name}`` path parameter of ``/v1/streams/{name}`` both use it.
+``STREAM_PATTERN`` (defined in ``service.names``) is the only definition of a valid stream name:
+the ``stream`` field of every request and the ``{name}`` path parameter of ``/v1/streams/{name}``
+both use it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import ConfigDict, Field
+
+from service.names import STREAM_PATTERN
 
 __all__ = [
     "INT64_MAX",
@@ -25,8 +28,6 @@ __all__ = [
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-#: A monitoring stream name: 1 to 128 of ``A-Z a-z 0-9 _ . : -``.
-STREAM_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 #: A number in [0, 1].
