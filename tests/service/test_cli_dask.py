@@ -331,3 +331,19 @@ def test_dask_local_in_a_subprocess(tmp_path: Path) -> None:
     assert lines[2] == "cluster     Dask local:2 (2 workers)"
     assert lines[:2] + lines[3:] == alone.stdout.splitlines()
     assert "Traceback" not in done.stderr
+
+
+def test_local_workers_start_from_a_preloaded_forkserver(monkeypatch: Any) -> None:
+    """``local:N`` forks its workers from a forkserver that imported xentcore and pyarrow once;
+    a method chosen in the environment is left alone."""
+    import dask
+
+    from xentcore.files import cluster
+
+    monkeypatch.delenv("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", raising=False)
+    with cluster._forkserver():
+        assert dask.config.get("distributed.worker.multiprocessing-method") == "forkserver"
+    assert dask.config.get("distributed.worker.multiprocessing-method") == "spawn"
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", "spawn")
+    with cluster._forkserver():
+        assert dask.config.get("distributed.worker.multiprocessing-method") == "spawn"
