@@ -5,7 +5,7 @@
 
 What it measures: ``POST /v1/score`` with JSON batches (float probabilities, integer labels, no
 ``stream``: nothing is recorded) of 1 x 10, 32 x 10 and 1,000 x 10, driven by ``wrk`` (1 thread,
-16 keep-alive connections by default), against two servers that run side by side:
+16 keep-alive connections by default), against servers that run side by side:
 
 A. the empty app: an ASGI app that reads the request body and answers a fixed small JSON body,
    served by ``xent serve`` itself. This process runs ``service.cli.main(["serve", ...])`` with
@@ -16,16 +16,21 @@ B. ``xent serve``: default settings (SQLite store in a temporary directory), no 
    the calling environment (``--service-env XENT_NAME=VALUE`` sets one). At the defaults the
    service sheds what it cannot start at once: 1,000 x 10 bodies are scored in worker threads,
    and past ``XENT_MAX_CONCURRENCY`` (8) of them in flight the 16 connections get 503s.
+C. the bare scoring app (``--no-bare`` leaves it out), swapped in as A is: the floor of scoring
+   in Python on this stack. The body parsed by orjson, predictions and labels converted and
+   scored by the very xentcore calls of the service's fast lane, the per-item columns answered
+   by orjson, and nothing else (no validation of the other fields, limits, auth, request id,
+   metrics). Its ratio to A bounds what any Python request path here can reach.
 
-Both get ``XENT_LOG_LEVEL=warning`` (``--log-level``), which is how ``xent serve`` turns
+All get ``XENT_LOG_LEVEL=warning`` (``--log-level``), which is how ``xent serve`` turns
 uvicorn's access log off. For each (batch, workers): a warm-up run of each server, then
-``--rounds`` pairs A B A B ...; the ratio B / A of requests/s is taken per pair and its median
-(min-max) reported, so a stretch of load from other work on the machine hits both arms of a
-pair. Requests/s count 2xx responses only; p50 / p99 are wrk's per-request latencies (of every
-response), the median of the rounds. Server CPU per request is the user + system time of the
-server's process group (uvicorn and its workers, every thread) over a run, per response: what a
-request costs the server whatever share of the CPUs wrk and other work left it, so the steadiest
-figure on a shared machine.
+``--rounds`` rounds A B C A B C ...; the ratios B / A and C / A of requests/s are taken per
+round and their median (min-max) reported, so a stretch of load from other work on the machine
+hits every arm of a round. Requests/s count 2xx responses only; p50 / p99 are wrk's per-request
+latencies (of every response), the median of the rounds. Server CPU per request is the user +
+system time of the server's process group (uvicorn and its workers, every thread) over a run,
+per response: what a request costs the server whatever share of the CPUs wrk and other work left
+it, so the steadiest figure on a shared machine.
 
 wrk is driven by a generated Lua script: ``wrk.method``, ``wrk.body`` (read from a file) and
 ``wrk.headers`` make one static request; ``response()`` counts statuses outside 200-299 per
@@ -163,8 +168,62 @@ async def empty_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": _EMPTY_BODY})
 
 
-def serve_empty(port: int, workers: int) -> int:
-    """``xent serve --port PORT --workers N`` with the empty app in place of the service."""
+_BARE_RULES: Any = None
+
+
+async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The floor of scoring in Python: the body parsed by orjson, ``predictions`` and ``labels``
+    converted by ``xentcore.jsonlists`` and scored by ``xentcore.fastpath`` (the calls the
+    service's fast lane makes), and the per-item columns answered by orjson, with nothing else:
+    no validation of the other fields, no limits, auth, request id or metrics. A body it cannot
+    score this way is a 400."""
+    global _BARE_RULES
+    if scope["type"] != "http" or scope["method"] != "POST":  # lifespan, /healthz
+        await empty_app(scope, receive, send)
+        return
+    import orjson
+
+    from xentcore import fastpath
+    from xentcore.jsonlists import float_array, int_vector
+    from xentcore.types import FlagRules
+
+    if _BARE_RULES is None:
+        _BARE_RULES = FlagRules(min_confidence=0.5)
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    raw = orjson.loads(b"".join(chunks))
+    x, y = float_array(raw.get("predictions")), int_vector(raw.get("labels"))
+    r = None
+    if x is not None and y is not None:
+        r = fastpath.score(
+            x, y, None, "probabilities", 0.0, 0.0, "max_probability", _BARE_RULES,
+            0.5, 1e-4, 1e-15, 1, lazy=False,
+        )  # fmt: skip
+    if r is None:
+        await send({"type": "http.response.start", "status": 400, "headers": _EMPTY_HEADERS})
+        await send({"type": "http.response.body", "body": _EMPTY_BODY})
+        return
+    items = {"loss": r.item_loss, "confidence": r.confidence, "predicted": r.predicted_index}
+    answer = {"loss": r.loss_mean, "confidence": r.confidence_mean, "accuracy": r.accuracy}
+    answer["items"] = {**items, "flagged": r.flagged, "reasons": r.reasons}
+    body = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+#: the apps ``--serve-empty`` can hand to uvicorn in place of ``service.app:app``
+SWAPPED_APPS = {"empty": EMPTY_APP, "bare": "bench.httpfloor:bare_app"}
+
+
+def serve_empty(port: int, workers: int, swapped: str = "empty") -> int:
+    """``xent serve --port PORT --workers N`` with the empty app (or the bare scoring app) in
+    place of the service."""
     import uvicorn
 
     from service import cli
@@ -174,7 +233,7 @@ def serve_empty(port: int, workers: int) -> int:
     def run(app: Any, **kwargs: Any) -> None:
         if app != SERVICE_APP:  # the CLI changed: fail loudly rather than measure another stack
             raise RuntimeError(f"xent serve runs {app!r}, expected {SERVICE_APP!r}")
-        real_run(EMPTY_APP, **kwargs)
+        real_run(SWAPPED_APPS[swapped], **kwargs)
 
     # Swapping the app inside the CLI's own call, rather than calling uvicorn.run with copied
     # arguments, keeps the floor on whatever server settings `xent serve` uses now.
@@ -258,16 +317,20 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: flo
 
 
 @contextmanager
-def empty_server(tmp: Path, workers: int, env: Mapping[str, str]) -> Iterator[Endpoint]:
-    """The empty app under ``xent serve``'s uvicorn, in its own process group."""
+def empty_server(
+    tmp: Path, workers: int, env: Mapping[str, str], app: str = "empty"
+) -> Iterator[Endpoint]:
+    """The empty app (or the bare scoring app) under ``xent serve``'s uvicorn, in its own
+    process group."""
     from tests.support.server import free_port
 
     port = free_port()
-    log = tmp / f"empty-{workers}.log"
+    log = tmp / f"{app}-{workers}.log"
     command = [sys.executable, "-m", "bench.httpfloor", "--serve-empty", str(port), str(workers)]
+    command += ["--app", app]
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("XENT_")},
-        "XENT_DATA_DIR": str(tmp / f"empty-{workers}"),
+        "XENT_DATA_DIR": str(tmp / f"{app}-{workers}"),
         **env,
     }
     full_env.pop(MULTIPROC_ENV, None)
@@ -276,7 +339,7 @@ def empty_server(tmp: Path, workers: int, env: Mapping[str, str]) -> Iterator[En
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(proc, url, log, 60)
-        yield Endpoint("empty app", url, log, proc.pid)
+        yield Endpoint("empty app" if app == "empty" else "bare scoring app", url, log, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -452,6 +515,8 @@ def check_answers(endpoints: Sequence[Endpoint], body: bytes) -> None:
         )
         if response.status_code != 200:
             raise RuntimeError(f"{endpoint.name}: {response.status_code} {response.text[:300]}")
+        if endpoint.name == "bare scoring app" and b'"items"' not in response.content:
+            raise RuntimeError(f"xent serve did not run the bare app: {response.text[:300]}")
         if endpoint.name == "empty app" and response.content != _EMPTY_BODY:
             raise RuntimeError(f"xent serve did not run the empty app: {response.text[:300]}")
         if endpoint.name == "service" and response.json().get("recorded") is not None:
@@ -470,12 +535,16 @@ class Row:
     workers: int
     empty: list[Run]
     service: list[Run]
+    bare: list[Run] = dataclasses.field(default_factory=list)
 
     def ratios(self) -> list[float]:
         return [s.rps / e.rps for e, s in zip(self.empty, self.service, strict=True)]
 
+    def bare_ratios(self) -> list[float]:
+        return [b.rps / e.rps for e, b in zip(self.empty, self.bare, strict=True)]
+
     def failures(self) -> int:
-        return sum(r.failures for r in (*self.empty, *self.service))
+        return sum(r.failures for r in (*self.empty, *self.service, *self.bare))
 
 
 def measure(
@@ -487,22 +556,26 @@ def measure(
         empty = stack.enter_context(empty_server(tmp, workers, env))
         service_env = {**env, **dict(args.service_env)}
         service = stack.enter_context(service_server(tmp, workers, service_env))
+        bare = stack.enter_context(empty_server(tmp, workers, env, "bare")) if args.bare else None
         for name in args.only:
             items, classes = BATCHES[name]
             body = batch_body(items, classes)
             body_file = tmp / f"{name}.json"
             body_file.write_bytes(body)
             script = lua_script(tmp / f"{name}.lua", body_file)
-            check_answers((empty, service), body)
-            for endpoint in (empty, service):  # warm-up, not counted
+            servers = (empty, service) if bare is None else (empty, service, bare)
+            check_answers(servers, body)
+            for endpoint in servers:  # warm-up, not counted
                 run_wrk(wrk, endpoint, script, args, warm)
             row = Row(name, len(body), workers, [], [])
             for round_ in range(1, args.rounds + 1):
                 row.empty.append(run_wrk(wrk, empty, script, args, args.duration))
                 row.service.append(run_wrk(wrk, service, script, args, args.duration))
+                if bare is not None:
+                    row.bare.append(run_wrk(wrk, bare, script, args, args.duration))
                 _progress(row, round_, args.rounds)
             rows.append(row)
-        for endpoint in (empty, service):
+        for endpoint in servers:
             if "Traceback" in endpoint.log.read_text():
                 print(f"a traceback in the {endpoint.name}'s log:", file=sys.stderr)
                 print(endpoint.log.read_text()[-4000:], file=sys.stderr)
@@ -519,6 +592,8 @@ def _progress(row: Row, round_: int, rounds: int) -> None:
     e, s = row.empty[-1], row.service[-1]
     line = f"{row.batch:>8} {row.workers}w round {round_}/{rounds}: {run('empty', e)} | "
     line += f"{run('service', s)} | {s.rps / e.rps:.3f}x"
+    if row.bare:
+        line += f" | bare {row.bare[-1].rps:8,.0f} req/s {row.bare[-1].rps / e.rps:.3f}x"
     for name, r in (("empty", e), ("service", s)):
         if r.failures:
             line += f" | {name}: {describe_failures([r])}"
@@ -578,8 +653,9 @@ def table(rows: Sequence[Row], connections: int) -> list[str]:
         "| batch (JSON body) | workers | empty app req/s | service req/s (2xx) "
         "| service / empty, median (min-max) | empty p50 / p99 ms | service p50 / p99 ms "
         "| server CPU us/request, empty / service "
+        "| bare scoring app / empty, req/s "
         f"| target (>= {TARGET_RATIO}x, p99 < {TARGET_P99_MS:g} ms) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in rows:
         ratios = row.ratios()
@@ -597,9 +673,18 @@ def table(rows: Sequence[Row], connections: int) -> list[str]:
             f"| {lat(row.empty)} | {lat(row.service)} "
             f"| {_median([r.cpu_us for r in row.empty]):,.0f} / "
             f"{_median([r.cpu_us for r in row.service]):,.0f} "
+            f"| {_bare(row)} "
             f"| {verdict(row, connections)} |"
         )
     return lines
+
+
+def _bare(row: Row) -> str:
+    if not row.bare:
+        return "not run"
+    ratios = row.bare_ratios()
+    rps = _median([r.rps for r in row.bare])
+    return f"{rps:,.0f} ({_median(ratios):.3f}x)"
 
 
 def versions(wrk: str) -> str:
@@ -680,7 +765,16 @@ def build_parser() -> argparse.ArgumentParser:
         "default: none, every setting at its default",
     )
     parser.add_argument(
+        "--no-bare",
+        dest="bare",
+        action="store_false",
+        help="leave out the bare scoring app (the floor of scoring in Python)",
+    )
+    parser.add_argument(
         "--serve-empty", nargs=2, type=int, metavar=("PORT", "WORKERS"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--app", choices=list(SWAPPED_APPS), default="empty", help=argparse.SUPPRESS
     )
     return parser
 
@@ -688,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.serve_empty is not None:
-        return serve_empty(*args.serve_empty)
+        return serve_empty(*args.serve_empty, swapped=args.app)
     if args.connections < args.threads:
         raise SystemExit("--connections must be at least --threads (wrk's rule)")
     wrk = ensure_wrk()

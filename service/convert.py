@@ -64,10 +64,18 @@ def score_options(parsed: Parsed[B], settings: Settings) -> ScoreOptions:
 def flag_rules(flag: FlagRules | None, settings: Settings) -> CoreFlagRules:
     """The request's ``flag`` object (None: ``min_confidence`` = the server setting alone);
     its ``policy`` is read by the route (:mod:`service.policyuse`)."""
-    raw: dict[str, Any] | None = (
-        None if flag is None else flag.model_dump(exclude_none=True, exclude={"policy"})
-    )
+    if flag is None:  # the server's rules: one frozen object per setting
+        rules = _SERVER_RULES.get(settings.min_confidence)
+        if rules is None:
+            rules = check_flag_rules(None, default_min_confidence=settings.min_confidence)
+            _SERVER_RULES[settings.min_confidence] = rules
+        return rules
+    raw = flag.model_dump(exclude_none=True, exclude={"policy"})
     return check_flag_rules(raw, default_min_confidence=settings.min_confidence)
+
+
+#: The rules of a request without ``flag``, by ``XENT_MIN_CONFIDENCE``.
+_SERVER_RULES: dict[float, CoreFlagRules] = {}
 
 
 def _with_policy(rules: CoreFlagRules, batch: Batch, policy: dict[str, Any]) -> CoreFlagRules:
@@ -188,6 +196,7 @@ def fast_score_request(parsed: Parsed[B], settings: Settings) -> ScoreResult | N
         tol,
         req.clip_eps,
         settings.threads,
+        lazy=False,  # the answer reads most fields
     )
     if result is not None:
         check_ids(req.ids, result.n_items)

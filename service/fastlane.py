@@ -147,6 +147,7 @@ class FastLane:
         self.keys = list(settings.api_keys)
         self.max_length = min(settings.inline_body_bytes, settings.max_body_bytes)
         self._counted: dict[tuple[str, str], Callable[[float], None]] = {}
+        self._items: dict[tuple[str, str], Any] = {}  # xent_items_scored_total's children
         #: requests the lane answered itself (the rest went to the stack)
         self.answered = 0
 
@@ -246,7 +247,11 @@ class FastLane:
             log.exception("fast lane: unexpected error, the request goes to the full stack")
             return None
         result = scored.result
-        self.metrics.items.labels(route.endpoint, result.task).inc(result.n_items)
+        key = (route.endpoint, result.task)
+        items = self._items.get(key)
+        if items is None:
+            items = self._items[key] = self.metrics.items.labels(*key)
+        items.inc(result.n_items)
         return content
 
     def _count(self, template: str, seconds: float) -> None:

@@ -350,6 +350,27 @@ def _plain_arrays(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[TensorPath,
     return rest, tensors
 
 
+def _plain_model(
+    model: type[M], raw: dict[str, Any], tensors: dict[TensorPath, Any]
+) -> M | None:
+    """The validated model of a body that held ``predictions`` (and ``labels``) as plain
+    arrays and nothing else: every such body validates to one model (every other field at its
+    default, the arrays ``[]``), validated once per model and shared (request models are only
+    read). None for any other body."""
+    if len(raw) != len(tensors) or not all((key,) in tensors for key in raw):
+        return None
+    key = (model, tuple(sorted(raw)))
+    cached = _PLAIN_MODELS.get(key)
+    if cached is None:
+        cached = _PLAIN_MODELS[key] = _validate(model, {name: [] for name in raw})
+    out: M = cached
+    return out
+
+
+#: The shared models of :func:`_plain_model`, by (model, fields given).
+_PLAIN_MODELS: dict[tuple[type[BaseModel], tuple[str, ...]], Any] = {}
+
+
 def _validate(model: type[M], raw: dict[str, Any]) -> M:
     try:
         return model.model_validate(raw)
@@ -1778,7 +1799,7 @@ def parse_body(
         _check_counts(*json_counts, settings)
         if header_length is None and issubclass(model, BatchRequest):
             raw, tensors = _plain_arrays(raw)
-        req = _validate(model, raw)
+        req = _plain_model(model, raw, tensors) or _validate(model, raw)
     refs = list(walker(raw, req))
     del raw
     if isinstance(req, SequencesRequest):

@@ -408,8 +408,13 @@ def score(
     sum_tolerance: Any,
     clip_eps: Any,
     threads: Any,
+    *,
+    lazy: bool = True,
 ) -> ScoreResult | None:
     """``xentcore.score`` of a fast-path call, or None for the general path.
+
+    ``lazy=False`` makes every field now but ``masks`` (as ``score_batch``'s results): for a
+    caller that reads most of them (the service's answers).
 
     The caller (``xentcore.score``) has checked that ``predictions`` is an ndarray and that
     ``class_weights``, ``sample_weights``, ``pos_weight``, ``ignore_index``, ``focal_alpha`` and
@@ -454,7 +459,7 @@ def score(
         if not _threads_ok(threads):  # XENT_THREADS unset (the test above): 1 thread
             return None
     return _result(
-        predictions, input_type, confidence, y, rules, sum_tolerance, clip_eps, lazy=True
+        predictions, input_type, confidence, y, rules, sum_tolerance, clip_eps, lazy=lazy
     )
 
 

@@ -126,7 +126,7 @@ class ScoreResult:
     def confidence_mean(self) -> float | None:
         """Plain mean of the confidences that exist (None if none do)."""
         c = self.confidence
-        total = float(c.sum())  # what mean() sums, pairwise; NaN if any confidence is NaN
+        total = float(np.add.reduce(c))  # what mean() sums (pairwise); NaN if one is NaN
         if not math.isnan(total):
             return total / c.shape[0] if c.shape[0] else None
         ok = ~np.isnan(c)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
@@ -42,7 +43,24 @@ def request_id(scope: Scope) -> str:
             text = str(value.decode("latin-1"))
             if _CLIENT_ID.match(text):
                 return text
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+#: Generated request ids: 32 hex digits, a random prefix per process then a counter, unique
+#: across the workers of a run without a system call per request.
+_ID_PREFIX = ""
+_ID_COUNTER = itertools.count()
+
+
+def _seed_ids() -> None:
+    """A new prefix and counter (at import, and in a process forked from this one)."""
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX = os.urandom(8).hex()
+    _ID_COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
+_seed_ids()
+os.register_at_fork(after_in_child=_seed_ids)
 
 
 class RequestContextMiddleware:
