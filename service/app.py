@@ -111,8 +111,10 @@ class XentApp(FastAPI):
     answers it or hands it to :meth:`stack`), everything else straight to the stack."""
 
     lane: FastLane | None = None
-    _telemetry_at = -math.inf
-    _telemetry = False
+    #: when FastAPI's telemetry was last asked, and its answer (names of our own: FastAPI's
+    #: instances hold their telemetry config in ``_telemetry``)
+    _lane_telemetry_at = -math.inf
+    _lane_telemetry = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.lane is not None and scope["type"] == "http":
@@ -128,11 +130,11 @@ class XentApp(FastAPI):
         """Whether FastAPI's native OpenTelemetry would record requests (a provider is
         configured); asked of FastAPI at most once a second, as it costs microseconds."""
         now = time.monotonic()
-        if now - self._telemetry_at >= 1.0:
+        if now - self._lane_telemetry_at >= 1.0:
             native = getattr(self, "_native_telemetry", None)
-            self._telemetry = bool(native is not None and native.enabled())
-            self._telemetry_at = now
-        return self._telemetry
+            self._lane_telemetry = bool(native is not None and native.enabled())
+            self._lane_telemetry_at = now
+        return self._lane_telemetry
 
 
 def create_app(settings: Settings | None = None) -> XentApp:

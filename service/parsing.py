@@ -338,7 +338,7 @@ def _plain_arrays(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[TensorPath,
         value = raw.get(name)
         if type(value) is not list:
             continue
-        array = int_vector(value) if name == "labels" else None
+        array: npt.NDArray[Any] | None = int_vector(value) if name == "labels" else None
         if array is None:
             array = float_array(value)
         if array is None:

@@ -105,7 +105,8 @@ def reason_lists(masks: FlagMasks, indices: npt.NDArray[np.intp] | None = None) 
     if _rowops is not None and hasattr(_rowops, "reason_lists"):
         rows = tuple(np.ascontiguousarray(getattr(masks, name)) for name in REASONS)
         picked = None if indices is None else np.ascontiguousarray(indices, dtype=np.int64)
-        return _rowops.reason_lists(rows, REASONS, picked)
+        lists: list[list[str]] = _rowops.reason_lists(rows, REASONS, picked)
+        return lists
     n = masks.flagged.shape[0] if indices is None else indices.shape[0]
     out: list[list[str]] = [[] for _ in range(n)]
     for name in REASONS:

@@ -33,6 +33,7 @@ def float_array(value: Any) -> npt.NDArray[np.float64] | None:
     if not _CONVERTS or type(value) is not list or not value:
         return None
     first = value[0]
+    out: npt.NDArray[np.float64]
     if type(first) is list:
         if not first:
             return None

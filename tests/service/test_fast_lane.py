@@ -396,3 +396,19 @@ def test_an_unexpected_error_in_the_lane_is_logged_and_handed_on(
     a = _send(lane, "/v1/score", body)
     assert a.status_code == 500
     assert a.json() == {"detail": "internal error", "request_id": a.headers["x-request-id"]}
+
+
+def test_fastapi_telemetry_keeps_its_config_and_its_requests(
+    make_client: MakeClient, monkeypatch: Any
+) -> None:
+    """With an OpenTelemetry provider configured, FastAPI's native telemetry sees every request:
+    the lane stands aside. Asking FastAPI leaves its own telemetry config as it was."""
+    lane = make_client()
+    app = lane.app
+    body = {"predictions": _P, "labels": _Y}
+    assert _send(lane, "/v1/score", body).status_code == 200 and app.lane.answered == 1
+    assert isinstance(app._telemetry, dict)  # FastAPI's config, untouched by the lane's check
+    monkeypatch.setattr(app._native_telemetry, "enabled", lambda: True)
+    app._lane_telemetry_at = -math.inf  # asked again at once, not within the second
+    assert _send(lane, "/v1/score", body).status_code == 200
+    assert app.lane.answered == 1
