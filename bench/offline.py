@@ -288,31 +288,36 @@ def report(runs: dict[str, list[dict[str, Any]]], rows: int) -> str:
         per_turn = ""
         if name in FIXED:
             table.append([name, f"{med[name]:.2f} [{min(seconds):.2f}, {max(seconds):.2f}]"])
-            table[-1] += ["", "", _mb(max(r["peak"] for r in got)), ""]
+            table[-1] += ["", "", "", _mb(max(r["peak"] for r in got)), ""]
             continue
+        after = ""
         if name.startswith("xent score"):
             ratios = [
                 r["seconds"] / (a["seconds"] + b["seconds"])
                 for r, a, b in zip(got, runs["pyarrow read"], runs["xentcore.score"], strict=True)
             ]
             per_turn = f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}, {max(ratios):.2f}]"
+            work = med[name] - med[f"{name}, {SMALL:,} rows"]  # its start-up taken out
+            after = f"{rows / work / 1e6:.2f} M ({work / floor:.2f}x)"
         table.append(
             [
                 name,
                 f"{med[name]:.2f} [{min(seconds):.2f}, {max(seconds):.2f}]",
                 f"{rows / med[name] / 1e6:.2f} M",
                 per_turn,
+                after,
                 _mb(max(r["peak"] for r in got)),
                 _mb(max(r["own"] for r in got)),
             ]
         )
     table.append(["I/O floor + core compute", f"{floor:.2f}", f"{rows / floor / 1e6:.2f} M"])
-    table[-1] += ["1.00x", "", ""]
+    table[-1] += ["1.00x", "", "", ""]
     header = [
         "contender",
         "seconds, median [min, max]",
         "rows/s",
         "/ (I/O floor + core), per turn",
+        "rows/s after start-up (/ floor + core)",
         "peak RSS (process tree)",
         "peak RSS (the process)",
     ]
@@ -394,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         "[min, max]; `xent score` rows are the command's wall time (start-up included: the "
         "`local:2` row includes starting and stopping its local cluster, the running "
         "cluster's row connecting to it; the rows on "
-        f"{SMALL:,} rows show that fixed cost), the others the timed part of their process. "
+        f"{SMALL:,} rows show that fixed cost, and 'after start-up' takes their median out of "
+        "the command's), the others the timed part of their process. "
         "Peak RSS: sampled total of the process tree / the process's own high-water mark "
         "(the running cluster's workers are not in the command's tree). "
         "Mean losses agree: " + ", ".join(f"{n} {v:.9f}" for n, v in losses.items())

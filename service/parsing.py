@@ -350,9 +350,7 @@ def _plain_arrays(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[TensorPath,
     return rest, tensors
 
 
-def _plain_model(
-    model: type[M], raw: dict[str, Any], tensors: dict[TensorPath, Any]
-) -> M | None:
+def _plain_model(model: type[M], raw: dict[str, Any], tensors: dict[TensorPath, Any]) -> M | None:
     """The validated model of a body that held ``predictions`` (and ``labels``) as plain
     arrays and nothing else: every such body validates to one model (every other field at its
     default, the arrays ``[]``), validated once per model and shared (request models are only
