@@ -811,7 +811,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Versions: {versions(wrk)}")
     print(
         f"wrk: {args.threads} thread(s), {args.connections} connections, {args.duration:g} s "
-        f"per run, {args.rounds} round(s) of A B per row, after a warm-up run of each; "
+        f"per run, {args.rounds} round(s) of {'A B C' if args.bare else 'A B'} per row, "
+        "after a warm-up run of each; "
         f"XENT_LOG_LEVEL={args.log_level}{service_env}; load average before / after: "
         f"{load_before} / {_load()}"
     )

@@ -111,19 +111,30 @@ def asgi_ms(app: Any, body: bytes, headers: list[tuple[bytes, bytes]], repeat: i
     }
     statuses: list[int] = []
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
+    def receiver() -> Any:
+        """A server's receive: the body once, then waiting (the client stays connected)."""
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        return receive
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
     async def main() -> list[float]:
-        await app(dict(scope), receive, send)  # warm up
+        await app(dict(scope), receiver(), send)  # warm up
         times = []
         for _ in range(repeat):
             start = time.perf_counter()
-            await app(dict(scope), receive, send)
+            await app(dict(scope), receiver(), send)
             times.append(time.perf_counter() - start)
         return times
 
