@@ -21,6 +21,7 @@ from service.app import create_app
 from service.fastlane import FastLane
 from service.settings import Settings
 from tests.service.conftest import MakeClient, TestClient
+from tests.support.asgi import post_scope
 
 ENDPOINTS = ("/v1/score", "/v1/loss", "/v1/confidence", "/v1/flag")
 _RNG = np.random.default_rng(19)
@@ -266,25 +267,9 @@ def test_a_full_house_is_the_stacks_503(make_client: MakeClient) -> None:
 # --- the body, at the ASGI level -----------------------------------------------------------
 
 
-def _scope(body: bytes, path: str = "/v1/score") -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"testserver"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
+def _scope(body: bytes) -> dict[str, Any]:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    return post_scope(headers)
 
 
 async def _call(app: Any, body: bytes, messages: list[dict[str, Any]], stall: bool) -> list[Any]:
